@@ -1,0 +1,445 @@
+"""The hbert encoder: BERT-style layers whose token mixer is softmax attention, Fastformer additive attention, or a
+gated mixture of both, under post-LN, pre-LN or Sub-LN.
+
+Shapes: B = batch, T = sequence length, H = hidden size, N = heads, D = head size (H = N * D), V = vocabulary.
+
+This file is copied next to every saved checkpoint (Hugging Face remote code), so it imports only torch,
+transformers and its sibling ``configuration_hbert.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
+
+from .configuration_hbert import HBertConfig
+
+
+def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
+    """The fixed sin/cos position table of "Attention is all you need": (num_positions, dim)."""
+    position = torch.arange(num_positions, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(num_positions, dim)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq[: dim // 2])
+    return table
+
+
+class HBertEmbeddings(nn.Module):
+    """word + (token type) + position, then LayerNorm and dropout (as BERT)."""
+
+    def __init__(self, config: HBertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.max_positions = config.max_position_embeddings
+        if config.position_embedding_type == "learned":
+            self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        else:
+            self.position_embeddings = None
+            table = sinusoidal_table(config.max_position_embeddings, config.hidden_size)
+            self.register_buffer("sinusoid", table, persistent=False)
+        if config.type_vocab_size > 0:
+            self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        else:
+            self.token_type_embeddings = None
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        T = input_ids.shape[1]
+        if T > self.max_positions:
+            raise ValueError(
+                f"sequence length {T} exceeds max_position_embeddings={self.max_positions}; "
+                f"truncate the input or build the model with a larger max_position_embeddings"
+            )
+        x = self.word_embeddings(input_ids)  # (B, T, H)
+        if self.token_type_embeddings is not None:
+            if token_type_ids is None:
+                x = x + self.token_type_embeddings.weight[0]
+            else:
+                x = x + self.token_type_embeddings(token_type_ids)
+        table = self.position_embeddings.weight if self.position_embeddings is not None else self.sinusoid
+        x = x + (table[:T] if position_ids is None else F.embedding(position_ids, table))
+        return self.dropout(self.norm(x))
+
+
+def _split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(B, T, H) -> (B, T, N, D)."""
+    B, T, H = x.shape
+    return x.view(B, T, num_heads, H // num_heads)
+
+
+class SoftmaxAttention(nn.Module):
+    """Multi-head scaled dot-product attention through ``F.scaled_dot_product_attention``.
+
+    Returns the per-token context before the output projection: (B, T, H).
+    """
+
+    def __init__(self, config: HBertConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.dropout_p = config.attention_probs_dropout_prob
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, H = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, H // self.num_heads).permute(2, 0, 3, 1, 4)
+        attn_mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, T), True = attend
+        ctx = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout_p if self.training else 0.0
+        )  # (B, N, T, D)
+        return ctx.transpose(1, 2).reshape(B, T, H)
+
+
+class AdditiveAttention(nn.Module):
+    """Fastformer additive attention, per head (D = head size, w_q and w_k learned vectors of size D):
+
+        alpha = softmax_t(w_q . q_t / sqrt(D));  g_q = sum_t alpha_t q_t
+        p_t = g_q * k_t;  beta = softmax_t(w_k . p_t / sqrt(D));  g_k = sum_t beta_t p_t
+        u_t = g_k * v_t;  out_t = W_t u_t + q_t
+
+    Padding positions get no weight in either softmax. Cost is linear in T.
+    Returns (B, T, H), before the sub-layer's output projection.
+    """
+
+    def __init__(self, config: HBertConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        head_dim = config.hidden_size // config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.query_score = nn.Parameter(torch.empty(self.num_heads, head_dim))  # w_q, one per head
+        self.key_score = nn.Parameter(torch.empty(self.num_heads, head_dim))  # w_k, one per head
+        self.transform = nn.Linear(config.hidden_size, config.hidden_size)  # W_t
+        self.scale = head_dim**-0.5
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+
+    def _pool(self, x: torch.Tensor, w: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """Softmax-weighted sum over positions, per head: (B, T, N, D) -> (B, 1, N, D)."""
+        scores = (x * w).sum(-1).float() * self.scale  # (B, T, N), float32 for a stable softmax
+        if key_mask is not None:
+            scores = scores.masked_fill(~key_mask[:, :, None], torch.finfo(scores.dtype).min)
+        weights = self.dropout(scores.softmax(dim=1)).to(x.dtype)
+        return torch.einsum("btn,btnd->bnd", weights, x)[:, None]
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, H = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, H // self.num_heads).unbind(2)  # each (B, T, N, D)
+        global_q = self._pool(q, self.query_score, key_mask)
+        p = global_q * k
+        global_k = self._pool(p, self.key_score, key_mask)
+        u = (global_k * v).reshape(B, T, H)
+        return self.transform(u) + q.reshape(B, T, H)
+
+
+class MixtureAttention(nn.Module):
+    """Softmax and additive attention in parallel on the same input, combined per token and head by a learned
+    gate: ctx = g * softmax_ctx + (1 - g) * additive_ctx, g = sigmoid(W_g x) in (0, 1) (starts near 0.5)."""
+
+    def __init__(self, config: HBertConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.softmax = SoftmaxAttention(config)
+        self.additive = AdditiveAttention(config)
+        self.gate = nn.Linear(config.hidden_size, config.num_attention_heads)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, H = x.shape
+        g = torch.sigmoid(self.gate(x))[..., None]  # (B, T, N, 1)
+        s = _split_heads(self.softmax(x, key_mask), self.num_heads)
+        a = _split_heads(self.additive(x, key_mask), self.num_heads)
+        return (g * s + (1 - g) * a).reshape(B, T, H)
+
+
+ATTENTION_KINDS: dict[str, type[nn.Module]] = {
+    "softmax": SoftmaxAttention,
+    "additive": AdditiveAttention,
+    "mixture": MixtureAttention,
+}
+
+
+class Sublayer(nn.Module):
+    """One residual sub-layer  f = W_out . g . W_in  under a norm scheme:
+
+    post:  LN(x + W_out g(W_in x))                 (BERT)
+    pre:   x + W_out g(W_in LN(x))
+    subln: x + W_out LN(g(W_in LN(x)))             (Magneto Sub-LN)
+
+    ``inner`` computes g(W_in .) and has width ``inner_size`` at its output.
+    """
+
+    def __init__(self, config: HBertConfig, inner: nn.Module, inner_size: int):
+        super().__init__()
+        self.scheme = config.norm_scheme
+        self.inner = inner
+        self.inner_norm = nn.LayerNorm(inner_size, eps=config.layer_norm_eps) if self.scheme == "subln" else None
+        self.out = nn.Linear(inner_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x: torch.Tensor, *args) -> torch.Tensor:
+        if self.scheme == "post":
+            return self.norm(x + self.dropout(self.out(self.inner(x, *args))))
+        h = self.inner(self.norm(x), *args)
+        if self.inner_norm is not None:
+            h = self.inner_norm(h)
+        return x + self.dropout(self.out(h))
+
+
+class FeedForwardInner(nn.Module):
+    """act(W_in x): the feed-forward sub-layer up to its output projection."""
+
+    def __init__(self, config: HBertConfig):
+        super().__init__()
+        self.up = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = ACT2FN[config.hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.up(x))
+
+
+class HBertLayer(nn.Module):
+    def __init__(self, config: HBertConfig, kind: str):
+        super().__init__()
+        self.kind = kind
+        self.attention = Sublayer(config, ATTENTION_KINDS[kind](config), config.hidden_size)
+        self.ffn = Sublayer(config, FeedForwardInner(config), config.intermediate_size)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        return self.ffn(self.attention(x, key_mask))
+
+
+class HBertEncoder(nn.Module):
+    def __init__(self, config: HBertConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(HBertLayer(config, kind) for kind in config.layer_types)
+        # pre-LN and Sub-LN leave the residual stream un-normalised: close it with a final LayerNorm
+        self.final_norm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.norm_scheme != "post" else None
+        )
+
+    def forward(
+        self, x: torch.Tensor, key_mask: torch.Tensor | None, output_hidden_states: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        states = [x] if output_hidden_states else None
+        for layer in self.layers:
+            x = layer(x, key_mask)
+            if states is not None:
+                states.append(x)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+            if states is not None:
+                states[-1] = x
+        return x, tuple(states) if states is not None else None
+
+
+class HBertPreTrainedModel(PreTrainedModel):
+    config_class = HBertConfig
+    config: HBertConfig
+    base_model_prefix = "hbert"
+    _supports_sdpa = True
+    _no_split_modules = ["HBertLayer"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """BERT-style: normal(0, initializer_range) weights, zero biases, unit norms, zero padding embedding."""
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, AdditiveAttention):
+            init.normal_(module.query_score, mean=0.0, std=std)
+            init.normal_(module.key_score, mean=0.0, std=std)
+        elif isinstance(module, HBertEmbeddings) and module.position_embeddings is None:
+            init.copy_(module.sinusoid, sinusoidal_table(*module.sinusoid.shape))
+
+
+def _key_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, T) 0/1 mask -> boolean key mask, or None when nothing is padded (lets attention take its fastest path)."""
+    if attention_mask is None:
+        return None
+    mask = attention_mask.bool()
+    if not torch.compiler.is_compiling() and bool(mask.all()):
+        return None
+    return mask
+
+
+class HBertModel(HBertPreTrainedModel):
+    """The bare encoder: returns the last hidden states (B, T, H)."""
+
+    def __init__(self, config: HBertConfig):
+        super().__init__(config)
+        self.embeddings = HBertEmbeddings(config)
+        self.encoder = HBertEncoder(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutput | tuple:
+        output_hidden_states = bool(output_hidden_states or self.config.output_hidden_states)
+        x = self.embeddings(input_ids, token_type_ids, position_ids)
+        x, states = self.encoder(x, _key_mask(attention_mask), output_hidden_states)
+        if return_dict is False:
+            return (x, states) if states is not None else (x,)
+        return BaseModelOutput(last_hidden_state=x, hidden_states=states)
+
+
+class HBertMLMHead(nn.Module):
+    """dense -> act -> LayerNorm -> decoder (tied to the word embeddings), as BERT's MLM head."""
+
+    def __init__(self, config: HBertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.norm(self.act(self.dense(h))))
+
+
+@dataclass
+class HBertMaskedLMOutput(MaskedLMOutput):
+    """``MaskedLMOutput`` plus ``masked_labels``: under sparse prediction ``logits`` has one row per labelled
+    position, (n_labelled, V), and ``masked_labels`` (n_labelled,) holds the label of each row."""
+
+    masked_labels: torch.Tensor | None = None
+
+
+class HBertForMaskedLM(HBertPreTrainedModel):
+    _tied_weights_keys = {"head.decoder.weight": "hbert.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: HBertConfig):
+        super().__init__(config)
+        self.hbert = HBertModel(config)
+        self.head = HBertMLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.head.decoder
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.head.decoder = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        full_logits: bool | None = None,
+        **kwargs,
+    ) -> HBertMaskedLMOutput | tuple:
+        """``labels`` (B, T): target ids at the positions to predict, -100 elsewhere.
+
+        With labels and ``config.sparse_prediction`` (and not ``full_logits``), the head runs only on the labelled
+        positions: most of a small encoder's cost is the (tokens x H x V) vocabulary projection.
+        """
+        out = self.hbert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
+        hidden = out.last_hidden_state
+        sparse = labels is not None and self.config.sparse_prediction and not full_logits
+        loss = masked_labels = None
+        if sparse:
+            flat_labels = labels.reshape(-1)
+            rows = (flat_labels != -100).nonzero().squeeze(1)
+            logits = self.head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows))  # (n_labelled, V)
+            masked_labels = flat_labels.index_select(0, rows)
+            loss = F.cross_entropy(logits.float(), masked_labels)
+        else:
+            logits = self.head(hidden)  # (B, T, V)
+            if labels is not None:
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1))
+        if return_dict is False:
+            return tuple(v for v in (loss, logits, out.hidden_states) if v is not None)
+        return HBertMaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, masked_labels=masked_labels
+        )
+
+
+class HBertForSequenceClassification(HBertPreTrainedModel):
+    """Pooler (dense + tanh on the first token, as BERT) -> dropout -> linear; ``problem_type`` as transformers:
+    ``regression`` (num_labels = 1, MSE), ``single_label_classification`` (cross-entropy) or
+    ``multi_label_classification`` (BCE with logits)."""
+
+    def __init__(self, config: HBertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.hbert = HBertModel(config)
+        self.pooler = nn.Linear(config.hidden_size, config.hidden_size)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput | tuple:
+        out = self.hbert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
+        pooled = torch.tanh(self.pooler(out.last_hidden_state[:, 0]))
+        logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
+        loss = None
+        if labels is not None:
+            if self.config.problem_type is None:
+                if self.num_labels == 1:
+                    self.config.problem_type = "regression"
+                elif labels.dtype in (torch.long, torch.int):
+                    self.config.problem_type = "single_label_classification"
+                else:
+                    self.config.problem_type = "multi_label_classification"
+            if self.config.problem_type == "regression":
+                loss = F.mse_loss(logits.squeeze(-1).float(), labels.float().reshape(-1))
+            elif self.config.problem_type == "single_label_classification":
+                loss = F.cross_entropy(logits.float(), labels.reshape(-1))
+            else:
+                loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        if return_dict is False:
+            return tuple(v for v in (loss, logits, out.hidden_states) if v is not None)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
+HBertModel.register_for_auto_class("AutoModel")
+HBertForMaskedLM.register_for_auto_class("AutoModelForMaskedLM")
+HBertForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+
+__all__ = [
+    "ATTENTION_KINDS",
+    "HBertForMaskedLM",
+    "HBertForSequenceClassification",
+    "HBertMaskedLMOutput",
+    "HBertModel",
+    "HBertPreTrainedModel",
+]
