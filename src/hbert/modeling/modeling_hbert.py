@@ -21,6 +21,7 @@ from transformers.activations import ACT2FN
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
 
 from .configuration_hbert import HBertConfig
+from .ops_hbert import Dropout, cross_entropy, dropout
 
 
 def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
@@ -51,7 +52,7 @@ class HBertEmbeddings(nn.Module):
         else:
             self.token_type_embeddings = None
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(
         self,
@@ -98,9 +99,16 @@ class SoftmaxAttention(nn.Module):
         B, T, H = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, H // self.num_heads).permute(2, 0, 3, 1, 4)
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, T), True = attend
-        ctx = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout_p if self.training else 0.0
-        )  # (B, N, T, D)
+        if self.training and self.dropout_p > 0 and q.device.type == "cpu" and not torch.compiler.is_compiling():
+            # on CPU, SDPA with dropout falls back to this same computation with a slower random mask
+            scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, N, T, T)
+            if attn_mask is not None:
+                scores = scores.masked_fill(~attn_mask, torch.finfo(scores.dtype).min)
+            ctx = dropout(scores.softmax(dim=-1), self.dropout_p, True) @ v
+        else:
+            ctx = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, dropout_p=self.dropout_p if self.training else 0.0
+            )  # (B, N, T, D)
         return ctx.transpose(1, 2).reshape(B, T, H)
 
 
@@ -124,7 +132,7 @@ class AdditiveAttention(nn.Module):
         self.key_score = nn.Parameter(torch.empty(self.num_heads, head_dim))  # w_k, one per head
         self.transform = nn.Linear(config.hidden_size, config.hidden_size)  # W_t
         self.scale = head_dim**-0.5
-        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.dropout = Dropout(config.attention_probs_dropout_prob)
 
     def _pool(self, x: torch.Tensor, w: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
         """Softmax-weighted sum over positions, per head: (B, T, N, D) -> (B, 1, N, D)."""
@@ -187,7 +195,7 @@ class Sublayer(nn.Module):
         self.inner_norm = nn.LayerNorm(inner_size, eps=config.layer_norm_eps) if self.scheme == "subln" else None
         self.out = nn.Linear(inner_size, config.hidden_size)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, *args) -> torch.Tensor:
         if self.scheme == "post":
@@ -370,7 +378,7 @@ class HBertForMaskedLM(HBertPreTrainedModel):
             rows = (flat_labels != -100).nonzero().squeeze(1)
             logits = self.head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows))  # (n_labelled, V)
             masked_labels = flat_labels.index_select(0, rows)
-            loss = F.cross_entropy(logits.float(), masked_labels)
+            loss = cross_entropy(logits, masked_labels)
         else:
             logits = self.head(hidden)  # (B, T, V)
             if labels is not None:
@@ -393,7 +401,7 @@ class HBertForSequenceClassification(HBertPreTrainedModel):
         self.hbert = HBertModel(config)
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size)
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
