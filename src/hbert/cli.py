@@ -67,6 +67,76 @@ def _cmd_showcase(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_prepare(args: argparse.Namespace) -> int:
+    from .data.corpus import CorpusSettings, format_manifest, prepare_corpus
+    from .data.tasks import evaluation_hashes
+
+    decon = tuple(x for x in args.decontaminate.split(",") if x) if args.decontaminate != "none" else ()
+    settings = CorpusSettings(
+        corpus=args.corpus,
+        seq_len=args.seq_len,
+        tokenizer=args.tokenizer,
+        heldout_fraction=args.heldout,
+        seed=args.seed,
+        extras=tuple(x for x in args.extras.split(",") if x),
+        text_column=args.text_column,
+        streaming=args.streaming,
+        decontaminate=decon,
+        max_documents=args.max_documents,
+    )
+    path = prepare_corpus(
+        settings,
+        args.out,
+        decontamination=(lambda: evaluation_hashes(decon)) if decon else None,
+        progress=not args.quiet,
+    )
+    manifest = json.loads((path / "manifest.json").read_text())
+    if args.json:
+        print(json.dumps({"path": str(path), **manifest}, indent=2))
+    else:
+        print(format_manifest(manifest))
+        print(f"\nprepared corpus: {path}")
+    return 0
+
+
+def _cmd_data_info(args: argparse.Namespace) -> int:
+    from .data.corpus import Corpus, format_manifest
+
+    corpus = Corpus(args.path)
+    print(json.dumps(corpus.manifest, indent=2) if args.json else format_manifest(corpus.manifest))
+    return 0
+
+
+def _cmd_data_tasks(args: argparse.Namespace) -> int:
+    from .data.tasks import get_task, load_task, read_spec, registered_tasks
+
+    if args.check:
+        spec = read_spec(args.check)
+        data = load_task(spec)
+        sizes = ", ".join(f"{role} {len(rows):,}" for role, rows in data.items())
+        print(f"{args.check}: valid task {spec.name!r} ({spec.kind}, {spec.num_labels} label(s), {sizes})")
+        return 0
+    if args.fetch:
+        for name in args.fetch.split(","):
+            data = load_task(get_task(name))
+            print(f"{name}: " + ", ".join(f"{role} {len(rows):,}" for role, rows in data.items()))
+        return 0
+    tasks = registered_tasks()
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps({name: asdict(spec) for name, spec in tasks.items()}, indent=2))
+        return 0
+    print(f"{'task':<14}{'loader':<9}{'kind':<16}{'labels':>7}  {'metrics':<24}fields")
+    for name, spec in tasks.items():
+        print(
+            f"{name:<14}{spec.loader:<9}{spec.kind:<16}{spec.num_labels:>7}  {', '.join(spec.metrics):<24}"
+            f"{', '.join(spec.text_fields)}"
+        )
+    print("\nplus any local CSV / JSONL task described by a YAML spec (hbert data tasks --check spec.yaml)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hbert", description="Compute-budgeted pretraining of BERT-style encoders.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +155,37 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--seq-len", type=int, default=128)
     show.add_argument("--batch-size", type=int, default=16)
     show.set_defaults(func=_cmd_showcase)
+
+    data = sub.add_parser("data", help="prepare pretraining corpora and inspect downstream tasks")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    prep = data_sub.add_parser("prepare", help="fetch, clean, split, tokenize and pack a corpus (cached)")
+    prep.add_argument("--corpus", default="offline-en", help="offline-en | hf:NAME[:CONFIG] | files:GLOB")
+    prep.add_argument("--seq-len", type=int, default=128)
+    prep.add_argument("--tokenizer", default="bert-base-uncased", help="bert-base-uncased | vocab:PATH | train:N")
+    prep.add_argument("--out", help="output folder (default: the cache, keyed by the settings)")
+    prep.add_argument("--heldout", type=float, default=0.05, help="share of documents held out (default 0.05)")
+    prep.add_argument("--seed", type=int, default=0)
+    prep.add_argument("--extras", default="", help="offline extras, comma separated: shakespeare")
+    prep.add_argument("--text-column", default="text", help="text field of hub datasets and JSONL files")
+    prep.add_argument("--streaming", action="store_true", help="stream a hub dataset instead of downloading it")
+    prep.add_argument(
+        "--decontaminate",
+        default="offline",
+        help="evaluation texts to keep out: offline, glue, task names or spec files, comma separated; or none",
+    )
+    prep.add_argument("--max-documents", type=int, help="at most this many documents per source (quick slices)")
+    prep.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    prep.add_argument("--quiet", action="store_true", help="no progress bars")
+    prep.set_defaults(func=_cmd_data_prepare)
+    info_ = data_sub.add_parser("info", help="print a prepared corpus's manifest")
+    info_.add_argument("path")
+    info_.add_argument("--json", action="store_true")
+    info_.set_defaults(func=_cmd_data_info)
+    tasks = data_sub.add_parser("tasks", help="list downstream tasks, check a local spec, fetch offline data")
+    tasks.add_argument("--check", metavar="SPEC", help="validate a local task spec (YAML) and its files")
+    tasks.add_argument("--fetch", metavar="NAMES", help="fetch and split tasks now, comma separated")
+    tasks.add_argument("--json", action="store_true")
+    tasks.set_defaults(func=_cmd_data_tasks)
     return parser
 
 
@@ -95,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError, FileNotFoundError) as err:
         print(f"hbert {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # FetchError and friends: a named cause, no traceback
+        print(f"hbert {args.command}: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

