@@ -129,9 +129,9 @@ class BlockWriter:
     def add(self, ids: list[int]) -> None:
         if not ids:
             return
-        self.documents += 1
-        if self.buffer:
+        if self.documents:
             self.buffer.append(self.sep_id)
+        self.documents += 1
         self.buffer.extend(ids)
         while len(self.buffer) >= self.body:
             chunk, self.buffer = self.buffer[: self.body], self.buffer[self.body :]
