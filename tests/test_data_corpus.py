@@ -278,3 +278,31 @@ def test_data_cli_prepare_and_info(corpus_setup, capsys):
     assert "not a prepared corpus" in capsys.readouterr().err
     assert main(["data", "prepare", "--corpus", "wikipedia"]) == 2
     assert "accepted: offline-en, hf:NAME[:CONFIG], files:GLOB" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_hub_corpus_goes_through_the_same_pipeline(tmp_path, monkeypatch, streaming):
+    import datasets
+
+    rows = [{"content": f"doc{i} " + " ".join(WORDS[(i + j) % 60] for j in range(30)) + " ."} for i in range(40)]
+    calls = []
+
+    def fake_load_dataset(path, name=None, split=None, streaming=False, **kwargs):
+        calls.append((path, name, split, streaming))
+        data = datasets.Dataset.from_list(rows)
+        return data.to_iterable_dataset() if streaming else data
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    vocab = write_vocab(tmp_path / "vocab.txt", extra=[f"doc{i}" for i in range(40)])
+    settings = CorpusSettings(
+        corpus="hf:wikitext:wikitext-103-raw-v1",
+        seq_len=16,
+        tokenizer=f"vocab:{vocab}",
+        text_column="content",
+        streaming=streaming,
+        decontaminate=(),
+    )
+    corpus = Corpus(prepare_corpus(settings, tmp_path / "out", progress=False))
+    assert ("wikitext", "wikitext-103-raw-v1", "train", streaming) in calls
+    assert corpus.manifest["sources"][0]["name"] == "hf:wikitext:wikitext-103-raw-v1"
+    assert sum(corpus.manifest["sources"][0]["documents"].values()) == 40
