@@ -137,6 +137,31 @@ def _cmd_data_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_config
+    from .data.corpus import CorpusError
+    from .training import BudgetError, TrainingError, pretrain
+
+    items = list(args.items)
+    path = items.pop(0) if items and "=" not in items[0] else None
+    try:
+        config = load_config(path, items)
+        if args.resume:
+            speed_only = [i for i in items if not i.startswith("impl.")]
+            if path or speed_only:
+                raise ConfigError(
+                    f"--resume continues a run with its own settings; only impl.* (speed) overrides are accepted, "
+                    f"got {', '.join(([path] if path else []) + speed_only)}"
+                )
+        summary = pretrain(config, resume=args.resume)
+    except (ConfigError, CorpusError, BudgetError, TrainingError) as err:
+        print(f"hbert pretrain: error: {err}", file=sys.stderr)
+        return 2
+    keys = ("status", "steps", "tokens", "charged_seconds", "heldout_mlm_acc", "heldout_mlm_loss")
+    print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))
+    return 0 if summary["status"] in ("completed", "interrupted") else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hbert", description="Compute-budgeted pretraining of BERT-style encoders.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -155,6 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--seq-len", type=int, default=128)
     show.add_argument("--batch-size", type=int, default=16)
     show.set_defaults(func=_cmd_showcase)
+
+    pre = sub.add_parser("pretrain", help="pretrain an encoder for a budget (time, tokens or steps)")
+    pre.add_argument(
+        "items",
+        nargs="*",
+        help="an optional config YAML, then overrides: model=hbert-v1 budget=10m corpus=PATH out=DIR",
+    )
+    pre.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    pre.set_defaults(func=_cmd_pretrain)
 
     data = sub.add_parser("data", help="prepare pretraining corpora and inspect downstream tasks")
     data_sub = data.add_subparsers(dest="data_command", required=True)

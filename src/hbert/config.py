@@ -1,0 +1,267 @@
+"""The typed configuration of a pretraining run: dataclasses loaded from YAML and overridden from the command line
+as ``a.b=value``. An unknown key is an error that names it and the closest valid one.
+
+Settings that change *results* (model, corpus, budget, masking, training, init) are kept apart from settings that
+change only *speed* (``impl``): a run records both, and a comparison varies only the first kind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class ModelConfig:
+    """``preset`` (bert, additive, hbert-v1, hbert-v2, hbert-mix) plus any ``HBertConfig`` field, e.g.
+    ``model.hidden_size=256``; ``model=hbert-v1`` sets the preset."""
+
+    preset: str = "bert"
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MaskingConfig:
+    """``kind``: random (entropy kinds plug in here); ``ratio``: share of real tokens masked per sequence (a fixed
+    count k = round(ratio x real tokens)); of those, ``mask_prob`` become [MASK], ``random_prob`` a random token,
+    the rest stay unchanged."""
+
+    kind: str = "random"
+    ratio: float = 0.15
+    mask_prob: float = 0.8
+    random_prob: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 32  # global batch (all ranks, all accumulation steps), in blocks
+    lr: float = 5e-4
+    warmup: float = 0.1  # fraction of the budget
+    schedule: str = "linear"  # linear | cosine | triangle
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    grad_clip: float = 1.0  # 0 = off
+    seed: int = 0
+    eval_every: str = "0"  # "5m" (wall-clock), "500-steps", or "0" (only at the end)
+    eval_blocks: int = 256  # held-out blocks evaluated (the same fixed, seeded mask for every run)
+    checkpoint_every: str = "10m"  # "10m" or "1000-steps"; "0" = only at the end and on a signal
+    charge_eval: bool = False  # does evaluation time count against a time budget?
+    charge_scoring: bool = True  # does teacher / scorer time count against a time budget?
+    max_nonfinite: int = 10  # stop after this many non-finite losses in a row
+
+
+@dataclass
+class InitConfig:
+    """``kind``: random | complete | partial. ``scheme`` (random init): bert (normal, std initializer_range) or
+    subln (Magneto: value / output / FFN weights scaled by sqrt(log 2N)). ``source``: checkpoint folder to
+    transfer from. ``parts`` (partial): embeddings, layers, head. ``layer_map``: {target: source} layer indices
+    (default: by index). ``freeze``: names frozen for ``freeze_fraction`` of the budget: embeddings, head,
+    softmax, additive, mixture (layers of that kind), layers.N."""
+
+    kind: str = "random"
+    scheme: str = "bert"
+    source: str = ""
+    parts: list[str] = field(default_factory=lambda: ["embeddings", "layers"])
+    layer_map: dict[int, int] = field(default_factory=dict)
+    freeze: list[str] = field(default_factory=list)
+    freeze_fraction: float = 0.0
+
+
+@dataclass
+class ImplConfig:
+    """Speed only, never results: device (auto | cpu | cuda | cuda:N), precision (auto | fp32 | bf16 | fp16),
+    compile, micro_batch_size (per rank; the rest of the batch is accumulated), deterministic, log_every."""
+
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    micro_batch_size: int = 0  # 0 = the whole per-rank batch at once
+    deterministic: bool = False
+    log_every: int = 10
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class PretrainConfig:
+    corpus: str = ""
+    out: str = ""
+    budget: str = "10m"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    impl: ImplConfig = field(default_factory=ImplConfig)
+
+
+# sections whose bare name sets one field: model=hbert-v1 -> model.preset, masking=random -> masking.kind
+SHORTHANDS = {"model": "preset", "masking": "kind", "init": "kind"}
+
+
+def _all_keys(cls, prefix: str = "") -> list[str]:
+    keys = []
+    for f in dataclasses.fields(cls):
+        name = prefix + f.name
+        if dataclasses.is_dataclass(f.type if isinstance(f.type, type) else _resolve(cls, f.name)):
+            keys.append(name)
+            keys += _all_keys(_resolve(cls, f.name), name + ".")
+        else:
+            keys.append(name)
+    return keys
+
+
+def _resolve(cls, name: str):
+    hints = {f.name: f for f in dataclasses.fields(cls)}
+    default = hints[name].default_factory if hints[name].default_factory is not dataclasses.MISSING else None
+    return type(default()) if default is not None else None
+
+
+def _model_fields() -> list[str]:
+    from .modeling import HBertConfig
+
+    return HBertConfig.field_names()
+
+
+def known_keys() -> list[str]:
+    keys = _all_keys(PretrainConfig)
+    keys += [f"model.{name}" for name in _model_fields()]
+    return keys
+
+
+def _unknown(key: str, context: str = "") -> ConfigError:
+    keys = known_keys()
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    sections = sorted({k.split(".")[0] for k in keys})
+    return ConfigError(f"unknown config key {key!r}{context}{hint} (sections: {', '.join(sections)})")
+
+
+def _coerce(value: Any, current: Any, key: str) -> Any:
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if isinstance(current, int) and not isinstance(current, bool):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if isinstance(current, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if isinstance(current, tuple):
+        if isinstance(value, (list, tuple)) and len(value) == len(current):
+            return tuple(type(c)(v) for c, v in zip(current, value))
+        raise ConfigError(f"{key}: expected a list of {len(current)} numbers, got {value!r}")
+    if isinstance(current, list):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return list(value)
+    if isinstance(current, dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if isinstance(current, str):
+        return "" if value is None else str(value)
+    return value
+
+
+def set_key(config: PretrainConfig, key: str, value: Any, context: str = "") -> None:
+    """Set a dotted key (``train.lr``, ``model.hidden_size``, ``model``) with type checking."""
+    parts = key.split(".")
+    if len(parts) == 1 and parts[0] in SHORTHANDS and not isinstance(value, dict):
+        parts = [parts[0], SHORTHANDS[parts[0]]]
+    if isinstance(value, dict):
+        for sub, sub_value in value.items():
+            set_key(config, f"{'.'.join(parts)}.{sub}", sub_value, context)
+        return
+    target: Any = config
+    for i, part in enumerate(parts[:-1]):
+        if not dataclasses.is_dataclass(target) or not hasattr(target, part):
+            raise _unknown(key, context)
+        target = getattr(target, part)
+        if isinstance(target, ModelConfig) and i == len(parts) - 3:
+            raise _unknown(key, context)
+    name = parts[-1]
+    if isinstance(target, ModelConfig) and name not in ("preset", "fields"):
+        if name not in _model_fields():
+            raise _unknown(key, context)
+        target.fields[name] = value
+        return
+    if not dataclasses.is_dataclass(target) or name not in {f.name for f in dataclasses.fields(target)}:
+        raise _unknown(key, context)
+    current = getattr(target, name)
+    if dataclasses.is_dataclass(current):
+        raise ConfigError(f"{key} is a section; set one of its keys, e.g. {key}.{dataclasses.fields(current)[0].name}")
+    setattr(target, name, _coerce(value, current, key))
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"expected key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    if key.endswith("layer_types") and not isinstance(value, list):
+        value = raw
+    return key.strip(), value
+
+
+def load_config(path: str | None = None, overrides: list[str] | None = None, context: str = "") -> PretrainConfig:
+    config = PretrainConfig()
+    if path:
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file {path} does not exist")
+        data = yaml.safe_load(open(path)) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a config is a YAML mapping of sections")
+        for key, value in data.items():
+            set_key(config, key, value, f" in {path}")
+    for item in overrides or []:
+        key, value = parse_override(item)
+        set_key(config, key, value, context)
+    return config
+
+
+def to_dict(config: PretrainConfig) -> dict:
+    data = dataclasses.asdict(config)
+    data["train"]["betas"] = list(data["train"]["betas"])
+    return data
+
+
+def save_config(config: PretrainConfig, path: str | os.PathLike) -> None:
+    with open(path, "w") as f:
+        yaml.safe_dump(to_dict(config), f, sort_keys=False)
+
+
+def config_from_dict(data: dict) -> PretrainConfig:
+    config = PretrainConfig()
+    for key, value in data.items():
+        if key == "model":
+            config.model = ModelConfig(preset=value.get("preset", "bert"), fields=dict(value.get("fields", {})))
+        else:
+            set_key(config, key, value)
+    return config

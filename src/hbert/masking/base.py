@@ -1,0 +1,128 @@
+"""The masking-strategy interface and the pieces every strategy shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class MaskedBatch:
+    input_ids: torch.Tensor  # (B, T) with replacements applied
+    labels: torch.Tensor  # (B, T): original ids at the selected positions, -100 elsewhere
+    selected: torch.Tensor  # (B, T) bool: the positions chosen for prediction
+    stats: dict[str, float]
+
+
+@dataclass
+class SpecialIds:
+    """The ids a strategy needs to know: never masked (cls, sep, pad and any other special ids), the [MASK] id,
+    and the range of ordinary ids random replacements are drawn from."""
+
+    mask_id: int
+    special: tuple[int, ...]
+    vocab_size: int
+    random_low: int = 0  # random replacements are drawn from [random_low, vocab_size)
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer, vocab_size: int | None = None) -> SpecialIds:
+        """Special ids of a BERT-style tokenizer; random replacements skip every bracketed entry such as
+        ``[unused12]`` at the start of the vocabulary."""
+        vocab = tokenizer.get_vocab()
+        bracketed = [i for t, i in vocab.items() if t.startswith("[") and t.endswith("]")]
+        special = tuple(sorted(set(tokenizer.all_special_ids)))
+        return cls(tokenizer.mask_token_id, special, vocab_size or len(vocab), max(bracketed, default=-1) + 1)
+
+    def special_tensor(self, device) -> torch.Tensor:
+        return torch.tensor(self.special, device=device, dtype=torch.long)
+
+
+def candidate_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, ids: SpecialIds) -> torch.Tensor:
+    """(B, T) bool: positions that may be masked (real, non-special tokens)."""
+    ok = ~torch.isin(input_ids, ids.special_tensor(input_ids.device))
+    if attention_mask is not None:
+        ok &= attention_mask.bool()
+    return ok
+
+
+def mask_counts(candidates: torch.Tensor, ratio: float) -> torch.Tensor:
+    """(B,) the fixed number of masks per sequence: k = round(ratio x real tokens), at least 1 where possible."""
+    real = candidates.sum(dim=1)
+    return torch.clamp(torch.round(real.float() * ratio).long(), min=1).minimum(real)
+
+
+def top_k_positions(scores: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: for each row, the ``counts[row]`` positions with the highest score (-inf never chosen)."""
+    order = scores.argsort(dim=1, descending=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(scores.shape[1], device=scores.device).expand_as(order))
+    return (rank < counts[:, None]) & torch.isfinite(scores)
+
+
+def apply_replacement(
+    input_ids: torch.Tensor,
+    selected: torch.Tensor,
+    ids: SpecialIds,
+    mask_prob: float,
+    random_prob: float,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The replacement split: of the selected positions, ``mask_prob`` become [MASK], ``random_prob`` a random
+    ordinary token, the rest keep their token. Returns (masked input_ids, labels)."""
+    labels = torch.where(selected, input_ids, torch.full_like(input_ids, -100))
+    u = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
+    masked = input_ids.clone()
+    masked[selected & (u < mask_prob)] = ids.mask_id
+    random_slot = selected & (u >= mask_prob) & (u < mask_prob + random_prob)
+    if random_slot.any():
+        draws = torch.randint(
+            ids.random_low, ids.vocab_size, input_ids.shape, generator=generator, device=input_ids.device
+        )
+        masked[random_slot] = draws[random_slot]
+    return masked, labels
+
+
+class MaskingStrategy:
+    """Turns a batch into a ``MaskedBatch``. ``model`` and ``progress`` (share of the budget spent) are there for
+    strategies that score tokens with a model; ``observe`` receives the training forward's outputs."""
+
+    name = "base"
+
+    def __init__(self, ids: SpecialIds, ratio: float = 0.15, mask_prob: float = 0.8, random_prob: float = 0.1):
+        if not 0 < ratio < 1:
+            raise ValueError(f"masking.ratio={ratio}; accepted: 0 < ratio < 1")
+        if mask_prob < 0 or random_prob < 0 or mask_prob + random_prob > 1:
+            raise ValueError(
+                f"masking.mask_prob={mask_prob}, masking.random_prob={random_prob}; accepted: both >= 0, sum <= 1"
+            )
+        self.ids, self.ratio, self.mask_prob, self.random_prob = ids, ratio, mask_prob, random_prob
+
+    def select(self, input_ids, candidates, counts, generator, model=None, progress: float = 0.0) -> torch.Tensor:
+        raise TypeError(f"{type(self).__name__} does not define select()")
+
+    def __call__(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        model=None,
+        progress: float = 0.0,
+    ) -> MaskedBatch:
+        candidates = candidate_mask(input_ids, attention_mask, self.ids)
+        counts = mask_counts(candidates, self.ratio)
+        selected = self.select(input_ids, candidates, counts, generator, model=model, progress=progress)
+        masked, labels = apply_replacement(input_ids, selected, self.ids, self.mask_prob, self.random_prob, generator)
+        return MaskedBatch(masked, labels, selected, {})
+
+    def observe(self, masked: MaskedBatch, logits: torch.Tensor) -> None:
+        """Called with the training forward's sparse logits (rows = selected positions); default: nothing."""
+
+
+def build_masking(config, ids: SpecialIds) -> MaskingStrategy:
+    from .random import RandomMasking
+
+    kinds = {"random": RandomMasking}
+    if config.kind not in kinds:
+        raise ValueError(f"masking.kind={config.kind!r}; accepted: {', '.join(kinds)}")
+    return kinds[config.kind](ids, config.ratio, config.mask_prob, config.random_prob)

@@ -1,0 +1,96 @@
+"""Budgets (wall-clock, tokens or steps) and the schedules that follow them.
+
+A schedule asks "how far through the budget am I?" (progress in [0, 1]) and maps that to a learning-rate
+multiplier that is zero exactly when the budget is spent, whatever the budget's kind.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SCALE = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "B": 1e9, "T": 1e12}
+ACCEPTED = "a time such as 90s, 10m, 1h30m, 24h; a token count such as 50M-tokens; a step count such as 20000-steps"
+
+
+class BudgetError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Budget:
+    kind: str  # time | tokens | steps
+    amount: float  # seconds, tokens or steps
+
+    @classmethod
+    def parse(cls, text: str) -> Budget:
+        raw = str(text).strip()
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kKMGBT]?)[-_ ]?(tokens|steps)", raw)
+        if m:
+            amount = float(m.group(1)) * _SCALE[m.group(2)]
+            if amount <= 0:
+                raise BudgetError(f"budget {text!r} is not positive; accepted: {ACCEPTED}")
+            return cls(m.group(3), amount if m.group(3) == "tokens" else float(math.ceil(amount)))
+        parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd])", raw)
+        if parts and re.fullmatch(r"(?:\s*\d+(?:\.\d+)?\s*[smhd])+\s*", raw):
+            seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+            if seconds > 0:
+                return cls("time", seconds)
+        raise BudgetError(f"cannot parse budget {text!r}; accepted: {ACCEPTED}")
+
+    def describe(self) -> str:
+        if self.kind == "time":
+            return f"{self.amount:g} s of wall-clock"
+        return f"{self.amount:,.0f} {self.kind}"
+
+
+@dataclass
+class BudgetState:
+    """What has been spent; saved in checkpoints so that a resumed run keeps its clock."""
+
+    steps: int = 0
+    tokens: int = 0
+    charged_seconds: float = 0.0  # wall-clock counted against the budget
+    scoring_seconds: float = 0.0  # teacher / scorer forwards (charged unless configured otherwise)
+    eval_seconds: float = 0.0  # held-out evaluation (not charged by default)
+
+    def progress(self, budget: Budget) -> float:
+        used = {"time": self.charged_seconds, "tokens": self.tokens, "steps": self.steps}[budget.kind]
+        return min(1.0, used / budget.amount)
+
+    def exhausted(self, budget: Budget) -> bool:
+        return self.progress(budget) >= 1.0
+
+
+SCHEDULES = ("linear", "cosine", "triangle")
+
+
+def lr_multiplier(progress: float, schedule: str, warmup: float) -> float:
+    """Warm-up over the first ``warmup`` of the budget, then decay to exactly zero at progress 1.
+
+    linear: straight down; cosine: half a cosine; triangle (one-cycle): straight up to the midpoint, straight
+    down after it (ignores ``warmup``)."""
+    p = min(max(progress, 0.0), 1.0)
+    if schedule == "triangle":
+        return 1.0 - abs(2.0 * p - 1.0)
+    if schedule not in SCHEDULES:
+        raise BudgetError(f"unknown schedule {schedule!r}; accepted: {', '.join(SCHEDULES)}")
+    if warmup > 0 and p < warmup:
+        return p / warmup
+    rest = (p - warmup) / (1.0 - warmup) if warmup < 1 else 1.0
+    if schedule == "linear":
+        return max(0.0, 1.0 - rest)
+    return 0.5 * (1.0 + math.cos(math.pi * rest))
+
+
+def parse_interval(text: str) -> tuple[str, float]:
+    """``"5m"`` -> ("time", 300); ``"500-steps"`` -> ("steps", 500); ``"0"`` -> ("off", 0)."""
+    raw = str(text).strip()
+    if raw in ("", "0", "off", "none"):
+        return "off", 0.0
+    budget = Budget.parse(raw)
+    if budget.kind == "tokens":
+        raise BudgetError(f"interval {text!r}: use a time (5m) or a step count (500-steps)")
+    return budget.kind, budget.amount

@@ -1,0 +1,639 @@
+"""Budgeted pretraining: "pretrain this encoder for exactly this budget, as well as the budget allows, and never
+lose the run".
+
+One process per device (``torchrun`` for several); each rank reads its own shard of blocks; masking runs inside
+the step on the training device; the learning rate follows the share of the budget spent; checkpoints are written
+atomically on an interval, at the end and on SIGTERM / SIGINT; ``resume`` continues the same run bit for bit
+(on CPU in deterministic mode).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..config import PretrainConfig, config_from_dict, save_config, to_dict
+from ..data.corpus import Corpus
+from ..masking.base import SpecialIds, build_masking
+from ..masking.random import RandomMasking
+from ..modeling import HBertConfig, HBertForMaskedLM
+from .budget import Budget, BudgetState, lr_multiplier, parse_interval
+from .init import frozen_parameters, subln_scale, transfer
+
+EVAL_MASK_SEED = 20240611  # one fixed held-out mask for every run, architecture and masking strategy
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+# ------------------------------------------------------------------------------------------ environment
+
+
+@dataclasses.dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_kind: str) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_device(setting: str, d: Dist) -> torch.device:
+    if setting == "auto":
+        return torch.device(f"cuda:{d.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(setting)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device(f"cuda:{d.local_rank}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("impl.device=cuda but no CUDA device is available; accepted here: cpu or auto")
+    return device
+
+
+def resolve_precision(setting: str, device: torch.device) -> str:
+    if setting == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX") else "fp32"
+    if setting not in ("fp32", "bf16", "fp16"):
+        raise TrainingError(f"impl.precision={setting!r}; accepted: auto, fp32, bf16, fp16")
+    if setting == "fp16" and device.type != "cuda":
+        raise TrainingError("impl.precision=fp16 needs a CUDA device (loss scaling); use bf16 or fp32 on CPU")
+    return setting
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+# ------------------------------------------------------------------------------------------ data order
+
+
+class BlockSampler:
+    """Seeded permutation of the blocks per epoch; rank r takes every world-th index. Its state (epoch, cursor)
+    is the data position saved in checkpoints."""
+
+    def __init__(self, n_blocks: int, seed: int, rank: int, world: int):
+        if n_blocks < world:
+            raise TrainingError(f"the corpus has {n_blocks} train blocks, fewer than the {world} ranks")
+        self.n, self.seed, self.rank, self.world = n_blocks, seed, rank, world
+        self.epoch, self.cursor = 0, 0
+        self._order = self._make_order()
+
+    def _make_order(self) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self.n)[self.rank :: self.world]
+
+    def take(self, k: int) -> np.ndarray:
+        out = []
+        while k > 0:
+            if self.cursor >= len(self._order):
+                self.epoch, self.cursor = self.epoch + 1, 0
+                self._order = self._make_order()
+            chunk = self._order[self.cursor : self.cursor + k]
+            self.cursor += len(chunk)
+            k -= len(chunk)
+            out.append(chunk)
+        return np.concatenate(out)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "cursor": self.cursor}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
+        self._order = self._make_order()
+
+
+# ------------------------------------------------------------------------------------------ model set-up
+
+
+def build_model(config: PretrainConfig, tokenizer, seq_len: int) -> tuple[HBertForMaskedLM, dict]:
+    fields = dict(config.model.fields)
+    fields.setdefault("vocab_size", len(tokenizer))
+    fields.setdefault("pad_token_id", tokenizer.pad_token_id)
+    fields.setdefault("max_position_embeddings", max(512, seq_len))
+    if fields["vocab_size"] < len(tokenizer):
+        raise TrainingError(
+            f"model.vocab_size={fields['vocab_size']} is smaller than the corpus tokenizer's {len(tokenizer)}"
+        )
+    torch.manual_seed(config.train.seed)
+    model = HBertForMaskedLM(HBertConfig.from_preset(config.model.preset, **fields))
+    report: dict = {"kind": config.init.kind}
+    if config.init.kind == "random":
+        if config.init.scheme == "subln":
+            report["subln_gamma"] = subln_scale(model)
+        elif config.init.scheme != "bert":
+            raise TrainingError(f"init.scheme={config.init.scheme!r}; accepted: bert, subln")
+    elif config.init.kind in ("complete", "partial"):
+        if not config.init.source:
+            raise TrainingError(f"init.kind={config.init.kind} needs init.source=CHECKPOINT_FOLDER")
+        report = transfer(model, config.init.source, config.init.kind, config.init.parts, config.init.layer_map)
+    else:
+        raise TrainingError(f"init.kind={config.init.kind!r}; accepted: random, complete, partial")
+    return model, report
+
+
+def build_optimizer(model: torch.nn.Module, config: PretrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on norms, biases and the additive-attention score vectors (1-D parameters)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": config.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = device.type in ("cuda", "cpu")
+    return torch.optim.AdamW(groups, lr=config.train.lr, betas=config.train.betas, eps=config.train.eps, fused=fused)
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+
+
+def heldout_eval_set(corpus: Corpus, ids: SpecialIds, n_blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n_blocks`` held-out blocks with one fixed, seeded random 15% mask (80/10/10): the same
+    positions and masked inputs for every run on this corpus."""
+    blocks = corpus.blocks("heldout")
+    if len(blocks) == 0:
+        raise TrainingError(f"{corpus.path} has no held-out blocks; prepare it with a held-out fraction > 0")
+    data = torch.from_numpy(np.asarray(blocks[: min(n_blocks, len(blocks))]).astype(np.int64))
+    generator = torch.Generator().manual_seed(EVAL_MASK_SEED)
+    masked = RandomMasking(ids, 0.15)(data, None, generator)
+    return masked.input_ids, masked.labels
+
+
+@torch.no_grad()
+def evaluate(model: HBertForMaskedLM, inputs: torch.Tensor, labels: torch.Tensor, device, precision, batch=64) -> dict:
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    loss_sum = 0.0
+    for start in range(0, len(inputs), batch):
+        x, y = inputs[start : start + batch].to(device), labels[start : start + batch].to(device)
+        with autocast(device, precision):
+            out = model(x, labels=y)
+        n = out.masked_labels.numel()
+        correct += int((out.logits.argmax(-1) == out.masked_labels).sum())
+        loss_sum += float(out.loss) * n
+        total += n
+    model.train(was_training)
+    return {"heldout_mlm_acc": correct / total, "heldout_mlm_loss": loss_sum / total, "heldout_tokens": total}
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _quiet_save(obj, path) -> None:
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        obj.save_pretrained(path)
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+def save_checkpoint(run_dir: Path, model, tokenizer, state: dict, keep: int = 2) -> Path:
+    """Write ``checkpoints/step-N`` into a temporary folder, rename it into place, then point ``latest`` at it.
+    A kill or a full disk during the save leaves the previous checkpoint intact (and ``latest`` on it)."""
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{state['budget']['steps']:08d}"
+    final = root / name
+    tmp = root / f".{name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        _quiet_save(model, tmp / "model")
+        tokenizer.save_pretrained(tmp / "model")
+        torch.save(state, tmp / "state.pt")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _write_atomic(root / "latest", name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and p.name != name)
+    for p in old[: max(0, len(old) - (keep - 1))]:
+        shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    pointer = run_dir / "checkpoints" / "latest"
+    if not pointer.exists():
+        return None
+    path = run_dir / "checkpoints" / pointer.read_text().strip()
+    return path if (path / "state.pt").exists() else None
+
+
+def export_final(run_dir: Path, model, tokenizer) -> Path:
+    final = run_dir / "final"
+    tmp = run_dir / f".final.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    _quiet_save(model, tmp)
+    tokenizer.save_pretrained(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+
+class _Signals:
+    """SIGTERM / SIGINT set a flag; the loop saves a checkpoint after the current step and exits."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _interval_due(kind: str, every: float, state: BudgetState, last: float, now: float) -> bool:
+    if kind == "steps":
+        return state.steps - last >= every
+    if kind == "time":
+        return now - last >= every
+    return False
+
+
+def environment(device, precision, d: Dist) -> dict:
+    import transformers
+
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "platform": platform.platform(),
+        "device": str(device),
+        "precision": precision,
+        "world_size": d.world,
+        "threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def pretrain(config: PretrainConfig, resume: str | None = None) -> dict:
+    """Run (or resume) a budgeted pretraining run; returns the summary (also written to ``summary.json``)."""
+    if resume:
+        run_dir = Path(resume)
+        saved = run_dir / "config.yaml"
+        if not saved.exists():
+            raise TrainingError(f"--resume {run_dir}: no config.yaml there; accepted: a run folder of hbert pretrain")
+        import yaml
+
+        resumed = config_from_dict(yaml.safe_load(saved.read_text()))
+        if config is not None:  # only speed settings may change on resume
+            resumed.impl = config.impl
+        config = resumed
+    if not config.corpus:
+        raise TrainingError("no corpus: set corpus=PATH (a folder made by `hbert data prepare`)")
+    if not config.out:
+        raise TrainingError("no run folder: set out=RUN_DIR")
+    budget = Budget.parse(config.budget)
+    corpus = Corpus(config.corpus)
+    run_dir = Path(config.out)
+
+    device_setting = config.impl.device
+    d = setup_distributed(
+        "cuda"
+        if device_setting.startswith("cuda") or (device_setting == "auto" and torch.cuda.is_available())
+        else "cpu"
+    )
+    device = resolve_device(device_setting, d)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    precision = resolve_precision(config.impl.precision, device)
+    if config.impl.deterministic:
+        torch.use_deterministic_algorithms(True)
+
+    tokenizer = corpus.tokenizer()
+    ids = SpecialIds.from_tokenizer(tokenizer)
+    masking = build_masking(config.masking, ids)
+    checkpoint = latest_checkpoint(run_dir) if resume else None
+    if resume and checkpoint is None:
+        raise TrainingError(f"--resume {run_dir}: no checkpoint to resume from (checkpoints/latest missing)")
+    if checkpoint is not None:
+        model = HBertForMaskedLM.from_pretrained(checkpoint / "model")
+        state = torch.load(checkpoint / "state.pt", weights_only=False)
+        init_report = state["init_report"]
+    else:
+        if d.main and (run_dir / "checkpoints" / "latest").exists():
+            raise TrainingError(
+                f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another out"
+            )
+        model, init_report = build_model(config, tokenizer, corpus.seq_len)
+        state = None
+    model.to(device).train()
+    optimizer = build_optimizer(model, config, device)
+    frozen = frozen_parameters(model, config.init.freeze) if config.init.freeze else []
+
+    world_batch = config.train.batch_size
+    if world_batch % d.world:
+        raise TrainingError(f"train.batch_size={world_batch} is not divisible by the {d.world} ranks")
+    per_rank = world_batch // d.world
+    micro = config.impl.micro_batch_size or per_rank
+    if per_rank % micro:
+        raise TrainingError(f"impl.micro_batch_size={micro} does not divide the per-rank batch {per_rank}")
+    accumulation = per_rank // micro
+    sampler = BlockSampler(len(corpus.blocks("train")), config.train.seed, d.rank, d.world)
+    budget_state = BudgetState()
+    nonfinite = 0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        sampler.load_state_dict(state["sampler"][d.rank] if isinstance(state["sampler"], list) else state["sampler"])
+        budget_state = BudgetState(**state["budget"])
+        nonfinite = state.get("nonfinite", 0)
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+
+    train_model: torch.nn.Module = model
+    if d.world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    step_model = train_model
+    if config.impl.compile:
+        step_model = torch.compile(train_model)
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+
+    eval_inputs, eval_labels = heldout_eval_set(corpus, ids, config.train.eval_blocks)
+    eval_kind, eval_every = parse_interval(config.train.eval_every)
+    ckpt_kind, ckpt_every = parse_interval(config.train.checkpoint_every)
+    blocks = corpus.blocks("train")
+    tokens_per_step = world_batch * corpus.seq_len
+
+    writer = None
+    log_file = None
+    if d.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+        env = environment(device, precision, d)
+        (run_dir / "env.json").write_text(json.dumps(env, indent=2))
+        log_file = open(run_dir / "log.jsonl", "a")
+        if config.impl.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                writer = SummaryWriter(str(run_dir / "tb"))
+            except ImportError:
+                writer = None
+
+    def log(record: dict) -> None:
+        if log_file is not None:
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+        if writer is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("step",):
+                    writer.add_scalar(key, value, record["step"])
+
+    def training_state() -> dict:
+        samplers = [None] * d.world
+        if d.world > 1:
+            dist.all_gather_object(samplers, sampler.state_dict())
+        else:
+            samplers = [sampler.state_dict()]
+        return {
+            "optimizer": optimizer.state_dict(),
+            "sampler": samplers,
+            "budget": dataclasses.asdict(budget_state),
+            "nonfinite": nonfinite,
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+            "config": to_dict(config),
+            "init_report": init_report,
+        }  # fmt: skip
+
+    def checkpoint_now() -> None:
+        nonlocal last_ckpt
+        st = training_state()
+        if d.main:
+            try:
+                save_checkpoint(run_dir, model, tokenizer, st)
+            except OSError as err:
+                previous = latest_checkpoint(run_dir)
+                print(f"hbert pretrain: checkpoint at step {budget_state.steps} failed ({err}); "
+                      f"the previous checkpoint {previous} is intact", file=sys.stderr)  # fmt: skip
+                raise TrainingError(f"checkpoint failed: {err}; previous checkpoint {previous} intact") from err
+        if d.world > 1:
+            dist.barrier()
+        last_ckpt = budget_state.steps if ckpt_kind == "steps" else time.time()
+
+    progress_bar = None
+    if d.main and config.impl.progress:
+        from tqdm.auto import tqdm
+
+        progress_bar = tqdm(total=100, unit="%", desc="pretrain", bar_format="{l_bar}{bar}| {n:.1f}/100% {postfix}")
+
+    history = []
+    last_eval = budget_state.steps if eval_kind == "steps" else time.time()
+    last_ckpt = budget_state.steps if ckpt_kind == "steps" else time.time()
+    window = {"loss": 0.0, "correct": 0, "n": 0, "steps": 0, "seconds": 0.0}
+    status = "completed"
+    started = time.time()
+
+    with _Signals() as signals:
+        while not budget_state.exhausted(budget):
+            t_step = time.perf_counter()
+            progress = budget_state.progress(budget)
+            lr = config.train.lr * lr_multiplier(progress, config.train.schedule, config.train.warmup)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            freeze_now = frozen and progress < config.init.freeze_fraction
+            step_loss = torch.zeros((), device=device)
+            step_correct = torch.zeros((), device=device, dtype=torch.long)
+            step_n = 0
+            for m in range(accumulation):
+                rows = np.sort(sampler.take(micro))
+                batch = torch.from_numpy(blocks[rows].astype(np.int64)).to(device, non_blocking=True)
+                generator = torch.Generator(device=device).manual_seed(
+                    (config.train.seed * 1_000_003 + budget_state.steps * 1_009 + m * 31 + d.rank) % (2**63)
+                )
+                masked = masking(batch, None, generator, model=model, progress=progress)
+                sync = contextlib.nullcontext()
+                if d.world > 1 and m < accumulation - 1:
+                    sync = train_model.no_sync()
+                with sync:
+                    with autocast(device, precision):
+                        out = step_model(masked.input_ids, labels=masked.labels)
+                    loss = out.loss / accumulation
+                    (scaler.scale(loss) if scaler else loss).backward()
+                masking.observe(masked, out.logits)
+                step_loss += out.loss.detach() / accumulation
+                step_correct += (out.logits.detach().argmax(-1) == out.masked_labels).sum()
+                step_n += out.masked_labels.numel()
+            if scaler:
+                scaler.unscale_(optimizer)
+            if config.train.grad_clip > 0:
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+            else:
+                grad_norm = torch.zeros((), device=device)
+            finite = bool(torch.isfinite(step_loss) & torch.isfinite(grad_norm))
+            if d.world > 1:
+                flag = torch.tensor([0 if finite else 1], device=device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                finite = flag.item() == 0
+            if finite:
+                nonfinite = 0
+                if freeze_now:
+                    for p in frozen:
+                        p.grad = None
+                if scaler:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+            else:
+                nonfinite += 1
+                if scaler:
+                    scaler.update()
+                if d.main:
+                    print(f"hbert pretrain: non-finite loss at step {budget_state.steps}; step skipped "
+                          f"({nonfinite} in a row)", file=sys.stderr)  # fmt: skip
+                if nonfinite >= config.train.max_nonfinite:
+                    optimizer.zero_grad(set_to_none=True)
+                    if log_file:
+                        log_file.close()
+                    raise TrainingError(
+                        f"{nonfinite} non-finite losses in a row at step {budget_state.steps}: stopping. The last "
+                        f"checkpoint ({latest_checkpoint(run_dir)}) is intact; lower train.lr or use impl.precision=fp32"
+                    )
+            optimizer.zero_grad(set_to_none=True)
+            seconds = time.perf_counter() - t_step
+            if d.world > 1 and budget.kind == "time":
+                clock = torch.tensor([seconds], device=device, dtype=torch.float64)
+                dist.all_reduce(clock, op=dist.ReduceOp.MAX)
+                seconds = float(clock)
+            budget_state.steps += 1
+            budget_state.tokens += tokens_per_step
+            budget_state.charged_seconds += seconds
+            window["loss"] += float(step_loss) if finite else 0.0
+            window["correct"] += int(step_correct)
+            window["n"] += step_n
+            window["steps"] += 1 if finite else 0
+            window["seconds"] += seconds
+
+            done = budget_state.exhausted(budget)
+            if window["steps"] and (budget_state.steps % config.impl.log_every == 0 or done):
+                record = {
+                    "step": budget_state.steps,
+                    "tokens": budget_state.tokens,
+                    "elapsed": round(budget_state.charged_seconds, 3),
+                    "progress": round(budget_state.progress(budget), 6),
+                    "lr": lr,
+                    "loss": window["loss"] / window["steps"],
+                    "mlm_acc": window["correct"] / max(1, window["n"]),
+                    "tokens_per_s": tokens_per_step * window["steps"] / max(window["seconds"], 1e-9),
+                }
+                log(record)
+                history.append(record)
+                if progress_bar is not None:
+                    left = (1 - record["progress"]) * budget_state.charged_seconds / max(record["progress"], 1e-9)
+                    progress_bar.n = 100 * record["progress"]
+                    progress_bar.set_postfix_str(
+                        f"loss {record['loss']:.3f} acc {record['mlm_acc']:.3f} "
+                        f"{record['tokens_per_s']:,.0f} tok/s left {left / 60:.1f} min",
+                        refresh=True,
+                    )
+                window = {"loss": 0.0, "correct": 0, "n": 0, "steps": 0, "seconds": 0.0}
+            now = time.time()
+            if not done and _interval_due(eval_kind, eval_every, budget_state, last_eval, now):
+                t0 = time.perf_counter()
+                metrics = evaluate(model, eval_inputs, eval_labels, device, precision)
+                spent = time.perf_counter() - t0
+                budget_state.eval_seconds += spent
+                if config.train.charge_eval:
+                    budget_state.charged_seconds += spent
+                log({"step": budget_state.steps, "elapsed": round(budget_state.charged_seconds, 3), **metrics})
+                last_eval = budget_state.steps if eval_kind == "steps" else time.time()
+            stop_flag = signals.received is not None
+            if d.world > 1:
+                flag = torch.tensor([1 if stop_flag else 0], device=device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                stop_flag = bool(flag.item())
+            if stop_flag:
+                checkpoint_now()
+                status = "interrupted"
+                break
+            if not done and _interval_due(ckpt_kind, ckpt_every, budget_state, last_ckpt, now):
+                checkpoint_now()
+
+    if progress_bar is not None:
+        progress_bar.close()
+    summary = {"status": status, "budget": config.budget, "budget_kind": budget.kind,
+               **dataclasses.asdict(budget_state), "progress": budget_state.progress(budget),
+               "world_size": d.world, "precision": precision, "init": {k: v for k, v in init_report.items()
+                                                                       if k != "copied"}}  # fmt: skip
+    if status == "completed":
+        t0 = time.perf_counter()
+        metrics = evaluate(model, eval_inputs, eval_labels, device, precision)
+        budget_state.eval_seconds += time.perf_counter() - t0
+        summary.update(metrics)
+        summary["eval_seconds"] = budget_state.eval_seconds
+        log({"step": budget_state.steps, "elapsed": round(budget_state.charged_seconds, 3), **metrics})
+        checkpoint_now()
+        if d.main:
+            export_final(run_dir, model, tokenizer)
+    summary["wall_seconds"] = time.time() - started
+    summary["parameters"] = sum(p.numel() for p in model.parameters())
+    if history:
+        summary["last_log"] = history[-1]
+    if d.main:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if log_file:
+            log_file.close()
+        if writer is not None:
+            writer.close()
+        if status == "interrupted":
+            print(f"hbert pretrain: stopped by signal at step {budget_state.steps}; checkpoint saved. "
+                  f"Continue with: hbert pretrain --resume {run_dir}", file=sys.stderr)  # fmt: skip
+    return summary
