@@ -35,7 +35,7 @@ def test_checkpoint_is_safetensors_with_auto_map_and_code(tmp_path):
     assert {"model.safetensors", "config.json", "modeling_hbert.py", "configuration_hbert.py"} <= files
     config = json.loads((path / "config.json").read_text())
     assert config["model_type"] == "hbert"
-    assert config["layer_types"] == ["softmax", "additive", "softmax", "additive"]
+    assert config["attention_kinds"] == ["softmax", "additive", "softmax", "additive"]
     assert set(config["auto_map"]) == {
         "AutoConfig",
         "AutoModel",

@@ -145,7 +145,6 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     items = list(args.items)
     path = items.pop(0) if items and "=" not in items[0] else None
     try:
-        config = load_config(path, items)
         if args.resume:
             speed_only = [i for i in items if not i.startswith("impl.")]
             if path or speed_only:
@@ -153,6 +152,11 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
                     f"--resume continues a run with its own settings; only impl.* (speed) overrides are accepted, "
                     f"got {', '.join(([path] if path else []) + speed_only)}"
                 )
+            from .training.loop import saved_config
+
+            config = saved_config(args.resume, items)
+        else:
+            config = load_config(path, items)
         summary = pretrain(config, resume=args.resume)
     except (ConfigError, CorpusError, BudgetError, TrainingError) as err:
         print(f"hbert pretrain: error: {err}", file=sys.stderr)

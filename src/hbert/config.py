@@ -190,12 +190,21 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
     return value
 
 
+def _is_section(config: PretrainConfig, parts: list[str]) -> bool:
+    target: Any = config
+    for part in parts:
+        if not dataclasses.is_dataclass(target) or not hasattr(target, part):
+            return True  # let set_key report the unknown key
+        target = getattr(target, part)
+    return dataclasses.is_dataclass(target)
+
+
 def set_key(config: PretrainConfig, key: str, value: Any, context: str = "") -> None:
     """Set a dotted key (``train.lr``, ``model.hidden_size``, ``model``) with type checking."""
     parts = key.split(".")
     if len(parts) == 1 and parts[0] in SHORTHANDS and not isinstance(value, dict):
         parts = [parts[0], SHORTHANDS[parts[0]]]
-    if isinstance(value, dict):
+    if isinstance(value, dict) and _is_section(config, parts):
         for sub, sub_value in value.items():
             set_key(config, f"{'.'.join(parts)}.{sub}", sub_value, context)
         return

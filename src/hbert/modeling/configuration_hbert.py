@@ -16,6 +16,8 @@ LAYER_KIND_LETTERS = {"S": "softmax", "A": "additive", "M": "mixture"}
 NORM_SCHEMES = ("post", "pre", "subln")
 POSITION_TYPES = ("learned", "sinusoidal")
 
+_STORED_KINDS_KEY = "attention_kinds"
+
 _AUTO_MAP = {
     "AutoConfig": "configuration_hbert.HBertConfig",
     "AutoModel": "modeling_hbert.HBertModel",
@@ -141,6 +143,9 @@ class HBertConfig(PretrainedConfig):
     pad_token_id: int | None = 0
 
     def __post_init__(self, **kwargs: Any) -> None:
+        stored = kwargs.pop(_STORED_KINDS_KEY, None)
+        if stored is not None and self.layer_types is None:
+            self.layer_types = stored
         self.layer_types = parse_layer_types(self.layer_types, int(self.num_hidden_layers))
         if self.norm_scheme not in NORM_SCHEMES:
             raise ValueError(f"norm_scheme: unknown value {self.norm_scheme!r}; accepted: {', '.join(NORM_SCHEMES)}")
@@ -158,6 +163,15 @@ class HBertConfig(PretrainedConfig):
             raise ValueError(f"type_vocab_size must be >= 0 (0 = no token types), got {self.type_vocab_size}")
         kwargs.setdefault("auto_map", dict(_AUTO_MAP))
         super().__post_init__(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialised with the layer kinds under ``attention_kinds``: transformers' generic config code (used,
+        e.g., by ``AutoTokenizer`` on a checkpoint without remote code) validates any ``layer_types`` key against
+        its own kinds and would refuse hbert's."""
+        data = super().to_dict()
+        if "layer_types" in data:
+            data[_STORED_KINDS_KEY] = data.pop("layer_types")
+        return data
 
     def validate_layer_type(self) -> None:
         """transformers checks ``layer_types`` against its own attention kinds on save; hbert's kinds differ."""

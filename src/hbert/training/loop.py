@@ -320,19 +320,29 @@ def environment(device, precision, d: Dist) -> dict:
     return info
 
 
-def pretrain(config: PretrainConfig, resume: str | None = None) -> dict:
-    """Run (or resume) a budgeted pretraining run; returns the summary (also written to ``summary.json``)."""
-    if resume:
-        run_dir = Path(resume)
-        saved = run_dir / "config.yaml"
-        if not saved.exists():
-            raise TrainingError(f"--resume {run_dir}: no config.yaml there; accepted: a run folder of hbert pretrain")
-        import yaml
+def saved_config(run_dir: str | os.PathLike, impl_overrides: list[str] | None = None) -> PretrainConfig:
+    """The configuration a run was started with, plus speed-only (``impl.*``) overrides for its resumption."""
+    import yaml
 
-        resumed = config_from_dict(yaml.safe_load(saved.read_text()))
-        if config is not None:  # only speed settings may change on resume
-            resumed.impl = config.impl
-        config = resumed
+    from ..config import parse_override, set_key
+
+    saved = Path(run_dir) / "config.yaml"
+    if not saved.exists():
+        raise TrainingError(f"--resume {run_dir}: no config.yaml there; accepted: a run folder of hbert pretrain")
+    config = config_from_dict(yaml.safe_load(saved.read_text()))
+    for item in impl_overrides or []:
+        key, value = parse_override(item)
+        if not key.startswith("impl."):
+            raise TrainingError(f"--resume accepts only impl.* (speed) overrides, got {key}")
+        set_key(config, key, value)
+    return config
+
+
+def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
+    """Run (or resume) a budgeted pretraining run; returns the summary (also written to ``summary.json``).
+    With ``resume`` and no ``config``, the run's saved configuration is used."""
+    if resume and config is None:
+        config = saved_config(resume)
     if not config.corpus:
         raise TrainingError("no corpus: set corpus=PATH (a folder made by `hbert data prepare`)")
     if not config.out:
