@@ -55,12 +55,16 @@ class Dropout(torch.nn.Dropout):
         return dropout(x, self.p, self.training)
 
 
+_ROWS = 128  # rows per chunk: a chunk's float32 copy stays in cache instead of a (n, V) float32 tensor
+
+
 class _CrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        logits32 = logits.float()
-        lse = torch.logsumexp(logits32, dim=-1)  # (n,)
-        picked = logits32.gather(1, labels[:, None]).squeeze(1)
+        lse = torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device)
+        for start in range(0, logits.shape[0], _ROWS):
+            lse[start : start + _ROWS] = torch.logsumexp(logits[start : start + _ROWS].float(), dim=-1)
+        picked = logits.gather(1, labels[:, None]).squeeze(1).float()
         ctx.save_for_backward(logits, labels, lse)
         return (lse - picked).mean()
 
@@ -68,10 +72,13 @@ class _CrossEntropy(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         logits, labels, lse = ctx.saved_tensors
         n = logits.shape[0]
-        g = torch.exp(logits.float() - lse[:, None])  # softmax, one pass
-        g[torch.arange(n, device=g.device), labels] -= 1.0
-        g.mul_(grad / n)
-        return g.to(logits.dtype), None
+        scale = grad.float() / n
+        g = torch.empty_like(logits)
+        for start in range(0, n, _ROWS):
+            rows = slice(start, start + _ROWS)
+            g[rows] = torch.exp(logits[rows].float() - lse[rows, None]).mul_(scale)  # softmax, one pass
+        g[torch.arange(n, device=g.device), labels] -= scale.to(g.dtype)
+        return g, None
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

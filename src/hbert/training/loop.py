@@ -294,6 +294,15 @@ class _Signals:
             signal.signal(sig, old)
 
 
+def _last_step(budget: Budget, state: BudgetState, tokens_per_step: int) -> bool:
+    """Will the next step spend the budget? (exact for step and token budgets; unknowable for time budgets)"""
+    if budget.kind == "steps":
+        return state.steps + 1 >= budget.amount
+    if budget.kind == "tokens":
+        return state.tokens + tokens_per_step >= budget.amount
+    return False
+
+
 def _interval_due(kind: str, every: float, state: BudgetState, last: float, now: float) -> bool:
     if kind == "steps":
         return state.steps - last >= every
@@ -499,6 +508,9 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             freeze_now = frozen and progress < config.init.freeze_fraction
+            log_step = (budget_state.steps + 1) % config.impl.log_every == 0 or _last_step(
+                budget, budget_state, tokens_per_step
+            )
             step_loss = torch.zeros((), device=device)
             step_correct = torch.zeros((), device=device, dtype=torch.long)
             step_n = 0
@@ -519,8 +531,9 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
                     (scaler.scale(loss) if scaler else loss).backward()
                 masking.observe(masked, out.logits)
                 step_loss += out.loss.detach() / accumulation
-                step_correct += (out.logits.detach().argmax(-1) == out.masked_labels).sum()
-                step_n += out.masked_labels.numel()
+                if log_step:  # accuracy needs an argmax over (n_masked, V) logits: only on logged steps
+                    step_correct += (out.logits.detach().max(-1).indices == out.masked_labels).sum()
+                    step_n += out.masked_labels.numel()
             if scaler:
                 scaler.unscale_(optimizer)
             if config.train.grad_clip > 0:
@@ -567,13 +580,14 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
             budget_state.tokens += tokens_per_step
             budget_state.charged_seconds += seconds
             window["loss"] += float(step_loss) if finite else 0.0
-            window["correct"] += int(step_correct)
-            window["n"] += step_n
+            if log_step:
+                window["correct"] += int(step_correct)
+                window["n"] += step_n
             window["steps"] += 1 if finite else 0
             window["seconds"] += seconds
 
             done = budget_state.exhausted(budget)
-            if window["steps"] and (budget_state.steps % config.impl.log_every == 0 or done):
+            if window["steps"] and (log_step or done):
                 record = {
                     "step": budget_state.steps,
                     "tokens": budget_state.tokens,
@@ -581,7 +595,7 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
                     "progress": round(budget_state.progress(budget), 6),
                     "lr": lr,
                     "loss": window["loss"] / window["steps"],
-                    "mlm_acc": window["correct"] / max(1, window["n"]),
+                    "mlm_acc": window["correct"] / window["n"] if window["n"] else None,  # the logged step's masks
                     "tokens_per_s": tokens_per_step * window["steps"] / max(window["seconds"], 1e-9),
                 }
                 log(record)
@@ -590,7 +604,7 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
                     left = (1 - record["progress"]) * budget_state.charged_seconds / max(record["progress"], 1e-9)
                     progress_bar.n = 100 * record["progress"]
                     progress_bar.set_postfix_str(
-                        f"loss {record['loss']:.3f} acc {record['mlm_acc']:.3f} "
+                        f"loss {record['loss']:.3f} acc {record['mlm_acc'] or 0:.3f} "
                         f"{record['tokens_per_s']:,.0f} tok/s left {left / 60:.1f} min",
                         refresh=True,
                     )
