@@ -327,3 +327,42 @@ def test_subln_depth_scaled_init(corpus, tmp_path):
     assert gamma == pytest.approx((torch.log(torch.tensor(4.0))).sqrt().item())
     a, b = plain.hbert.encoder.layers[0].ffn.out.weight, scaled.hbert.encoder.layers[0].ffn.out.weight
     assert torch.allclose(b, a * gamma)
+
+
+def test_compile_failure_falls_back_to_eager(corpus, tmp_path, monkeypatch, capsys):
+    def broken_compile(model, *args, **kwargs):
+        def compiled(*a, **k):
+            raise RuntimeError("inductor backend unavailable")
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    summary = pretrain(tiny_config(corpus, tmp_path / "run", "budget=3-steps", "impl.compile=true"))
+    assert summary["status"] == "completed" and summary["steps"] == 3
+    assert summary["notes"] == ["torch.compile failed; ran in eager mode"] and summary["compiled"] is False
+    assert "torch.compile failed (RuntimeError: inductor backend unavailable)" in capsys.readouterr().err
+
+
+def test_gradient_accumulation_matches_the_full_batch(corpus, tmp_path):
+    no_dropout = ["model.hidden_dropout_prob=0", "model.attention_probs_dropout_prob=0"]
+    full = pretrain(tiny_config(corpus, tmp_path / "full", "budget=3-steps", "train.grad_clip=0", *no_dropout))
+    acc = pretrain(
+        tiny_config(
+            corpus, tmp_path / "acc", "budget=3-steps", "train.grad_clip=0", "impl.micro_batch_size=2", *no_dropout
+        )
+    )
+    assert full["steps"] == acc["steps"] == 3
+    a = load_file(tmp_path / "full" / "final" / "model.safetensors")
+    b = load_file(tmp_path / "acc" / "final" / "model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_no_weight_decay_on_norms_and_biases_and_tensorboard(corpus, tmp_path):
+    config = tiny_config(corpus, tmp_path / "run", "budget=2-steps", "impl.tensorboard=true", "model=hbert-v1")
+    model, _ = loop_mod.build_model(config, Corpus(corpus).tokenizer(), 32)
+    decay, no_decay = loop_mod.build_optimizer(model, config, torch.device("cpu")).param_groups
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+    assert any(p is model.hbert.encoder.layers[0].attention.norm.weight for p in no_decay["params"])
+    pretrain(config)
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "run" / "tb"))

@@ -158,7 +158,7 @@ def build_model(config: PretrainConfig, tokenizer, seq_len: int) -> tuple[HBertF
 
 
 def build_optimizer(model: torch.nn.Module, config: PretrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on norms, biases and the additive-attention score vectors (1-D parameters)."""
+    """AdamW; no weight decay on norms and biases (the 1-D parameters)."""
     decay, no_decay = [], []
     for p in model.parameters():
         (decay if p.ndim >= 2 else no_decay).append(p)
@@ -494,6 +494,7 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
         progress_bar = tqdm(total=100, unit="%", desc="pretrain", bar_format="{l_bar}{bar}| {n:.1f}/100% {postfix}")
 
     history = []
+    summary_notes: list[str] = []
     last_eval = budget_state.steps if eval_kind == "steps" else time.time()
     last_ckpt = budget_state.steps if ckpt_kind == "steps" else time.time()
     window = {"loss": 0.0, "correct": 0, "n": 0, "steps": 0, "seconds": 0.0}
@@ -514,23 +515,45 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
             step_loss = torch.zeros((), device=device)
             step_correct = torch.zeros((), device=device, dtype=torch.long)
             step_n = 0
+            # the whole per-rank batch is read and masked at once, so that micro-batching (a speed setting)
+            # never changes which tokens are masked
+            rows = np.sort(sampler.take(per_rank))
+            batch = torch.from_numpy(blocks[rows].astype(np.int64)).to(device, non_blocking=True)
+            generator = torch.Generator(device=device).manual_seed(
+                (config.train.seed * 1_000_003 + budget_state.steps * 1_009 + d.rank) % (2**63)
+            )
+            full = masking(batch, None, generator, model=model, progress=progress)
+            n_labelled = (full.labels != -100).sum().clamp(min=1)
             for m in range(accumulation):
-                rows = np.sort(sampler.take(micro))
-                batch = torch.from_numpy(blocks[rows].astype(np.int64)).to(device, non_blocking=True)
-                generator = torch.Generator(device=device).manual_seed(
-                    (config.train.seed * 1_000_003 + budget_state.steps * 1_009 + m * 31 + d.rank) % (2**63)
+                part = slice(m * micro, (m + 1) * micro)
+                masked = dataclasses.replace(
+                    full, input_ids=full.input_ids[part], labels=full.labels[part], selected=full.selected[part]
                 )
-                masked = masking(batch, None, generator, model=model, progress=progress)
+                share = (masked.labels != -100).sum() / n_labelled  # micro-batch losses weighted by their tokens
                 sync = contextlib.nullcontext()
                 if d.world > 1 and m < accumulation - 1:
                     sync = train_model.no_sync()
                 with sync:
-                    with autocast(device, precision):
-                        out = step_model(masked.input_ids, labels=masked.labels)
-                    loss = out.loss / accumulation
-                    (scaler.scale(loss) if scaler else loss).backward()
+                    try:
+                        with autocast(device, precision):
+                            out = step_model(masked.input_ids, labels=masked.labels)
+                        loss = out.loss * share
+                        (scaler.scale(loss) if scaler else loss).backward()
+                    except Exception as err:  # torch.compile can fail on exotic set-ups: fall back to eager once
+                        if step_model is train_model:
+                            raise
+                        if d.main:
+                            print(f"hbert pretrain: torch.compile failed ({type(err).__name__}: {str(err)[:200]}); "
+                                  f"continuing in eager mode", file=sys.stderr)  # fmt: skip
+                        step_model = train_model
+                        optimizer.zero_grad(set_to_none=True)
+                        with autocast(device, precision):
+                            out = step_model(masked.input_ids, labels=masked.labels)
+                        loss = out.loss * share
+                        (scaler.scale(loss) if scaler else loss).backward()
+                        summary_notes.append("torch.compile failed; ran in eager mode")
                 masking.observe(masked, out.logits)
-                step_loss += out.loss.detach() / accumulation
+                step_loss += out.loss.detach() * share
                 if log_step:  # accuracy needs an argmax over (n_masked, V) logits: only on logged steps
                     step_correct += (out.logits.detach().max(-1).indices == out.masked_labels).sum()
                     step_n += out.masked_labels.numel()
@@ -648,6 +671,9 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
         if d.main:
             export_final(run_dir, model, tokenizer)
     summary["wall_seconds"] = time.time() - started
+    summary["compiled"] = config.impl.compile and step_model is not train_model
+    if summary_notes:
+        summary["notes"] = summary_notes
     summary["parameters"] = sum(p.numel() for p in model.parameters())
     if history:
         summary["last_log"] = history[-1]
