@@ -166,6 +166,13 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0 if summary["status"] in ("completed", "interrupted") else 1
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, args.budget, tuple(args.presets.split(",")))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hbert", description="Compute-budgeted pretraining of BERT-style encoders.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -193,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pre.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     pre.set_defaults(func=_cmd_pretrain)
+
+    demo = sub.add_parser("demo", help="prepare the offline corpus and pretrain bert vs hbert-v1 on a short budget")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--budget", default="3m", help="per preset (default 3m)")
+    demo.add_argument("--presets", default="bert,hbert-v1")
+    demo.set_defaults(func=_cmd_demo)
 
     data = sub.add_parser("data", help="prepare pretraining corpora and inspect downstream tasks")
     data_sub = data.add_subparsers(dest="data_command", required=True)

@@ -495,6 +495,7 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
 
     history = []
     summary_notes: list[str] = []
+    last_acc = 0.0
     last_eval = budget_state.steps if eval_kind == "steps" else time.time()
     last_ckpt = budget_state.steps if ckpt_kind == "steps" else time.time()
     window = {"loss": 0.0, "correct": 0, "n": 0, "steps": 0, "seconds": 0.0}
@@ -623,11 +624,13 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
                 }
                 log(record)
                 history.append(record)
+                if record["mlm_acc"] is not None:
+                    last_acc = record["mlm_acc"]
                 if progress_bar is not None:
                     left = (1 - record["progress"]) * budget_state.charged_seconds / max(record["progress"], 1e-9)
                     progress_bar.n = 100 * record["progress"]
                     progress_bar.set_postfix_str(
-                        f"loss {record['loss']:.3f} acc {record['mlm_acc'] or 0:.3f} "
+                        f"loss {record['loss']:.3f} acc {last_acc:.3f} "
                         f"{record['tokens_per_s']:,.0f} tok/s left {left / 60:.1f} min",
                         refresh=True,
                     )
