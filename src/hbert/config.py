@@ -31,7 +31,7 @@ class ModelConfig:
 
 @dataclass
 class MaskingConfig:
-    """``kind``: random (entropy kinds plug in here); ``ratio``: share of real tokens masked per sequence (a fixed
+    """``kind``: random | entropy; ``ratio``: share of real tokens masked per sequence (a fixed
     count k = round(ratio x real tokens)); of those, ``mask_prob`` become [MASK], ``random_prob`` a random token,
     the rest stay unchanged."""
 
@@ -39,6 +39,34 @@ class MaskingConfig:
     ratio: float = 0.15
     mask_prob: float = 0.8
     random_prob: float = 0.1
+    # entropy masking (kind=entropy); see hbert.masking.entropy
+    source: str = "teacher"  # teacher | self
+    teacher: str = ""  # masked-LM checkpoint folder or hub name (source=teacher, and the default KD teacher)
+    scoring: str = "candidates"  # candidates | token-stats
+    rule: str = "high"  # high | low | sample | mixed
+    pool: float = 2.0  # candidates: pool of pool x k positions per sequence
+    temperature: float = 1.0  # sample: probability proportional to exp(H / temperature)
+    mixed_fraction: float = 0.5  # mixed: share of the k masks chosen by entropy
+    self_warmup: float = 0.1  # source=self: random masking for this share of the budget
+    teacher_precision: str = "bf16"  # bf16 | fp32 for the teacher's forwards
+
+
+@dataclass
+class KDConfig:
+    """Knowledge distillation at the masked positions: L = alpha CE + (1 - alpha) T^2 KL(teacher || student).
+    alpha = 1 (default) turns it off; ``teacher`` defaults to masking.teacher. ``reuse_scoring_forward``: take the
+    teacher logits from the entropy-scoring forward instead of a second teacher forward on the student's input
+    (cheaper; but the teacher then saw the whole candidate pool masked, not the student's exact input)."""
+
+    alpha: float = 1.0
+    temperature: float = 2.0
+    teacher: str = ""
+    reuse_scoring_forward: bool = False
+
+
+@dataclass
+class ObjectiveConfig:
+    kd: KDConfig = field(default_factory=KDConfig)
 
 
 @dataclass
@@ -99,6 +127,7 @@ class PretrainConfig:
     budget: str = "10m"
     model: ModelConfig = field(default_factory=ModelConfig)
     masking: MaskingConfig = field(default_factory=MaskingConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     init: InitConfig = field(default_factory=InitConfig)
     impl: ImplConfig = field(default_factory=ImplConfig)

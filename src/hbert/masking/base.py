@@ -118,11 +118,25 @@ class MaskingStrategy:
     def observe(self, masked: MaskedBatch, logits: torch.Tensor) -> None:
         """Called with the training forward's sparse logits (rows = selected positions); default: nothing."""
 
+    scoring_seconds = 0.0  # time spent in scorer forwards (charged to the budget unless configured otherwise)
 
-def build_masking(config, ids: SpecialIds) -> MaskingStrategy:
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def build_masking(config, ids: SpecialIds, teacher=None, precision: str = "fp32") -> MaskingStrategy:
+    from .entropy import EntropyMasking
     from .random import RandomMasking
 
-    kinds = {"random": RandomMasking}
-    if config.kind not in kinds:
-        raise ValueError(f"masking.kind={config.kind!r}; accepted: {', '.join(kinds)}")
-    return kinds[config.kind](ids, config.ratio, config.mask_prob, config.random_prob)
+    if config.kind == "random":
+        return RandomMasking(ids, config.ratio, config.mask_prob, config.random_prob)
+    if config.kind == "entropy":
+        return EntropyMasking(
+            ids, config.ratio, config.mask_prob, config.random_prob, source=config.source, scoring=config.scoring,
+            rule=config.rule, pool=config.pool, temperature=config.temperature, mixed_fraction=config.mixed_fraction,
+            self_warmup=config.self_warmup, teacher=teacher, precision=precision,
+        )  # fmt: skip
+    raise ValueError(f"masking.kind={config.kind!r}; accepted: random, entropy")

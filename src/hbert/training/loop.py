@@ -28,7 +28,9 @@ from ..config import PretrainConfig, config_from_dict, save_config, to_dict
 from ..data.corpus import Corpus
 from ..masking.base import SpecialIds, build_masking
 from ..masking.random import RandomMasking
+from ..masking.teacher import load_teacher, sparse_logits
 from ..modeling import HBertConfig, HBertForMaskedLM
+from ..objectives import kd_loss
 from .budget import Budget, BudgetState, lr_multiplier, parse_interval
 from .init import frozen_parameters, subln_scale, transfer
 
@@ -294,6 +296,29 @@ class _Signals:
             signal.signal(sig, old)
 
 
+BUCKETS = ((0, 100), (100, 1000), (1000, 10000), (10000, None))
+
+
+def frequency_buckets(corpus: Corpus, vocab_size: int, sample_blocks: int = 20000) -> torch.Tensor:
+    """(V,) bucket of each token id by its frequency rank in the train split: 0 = the 100 most frequent, 1 = ranks
+    100-1k, 2 = 1k-10k, 3 = rarer. Used to report which tokens a masking strategy picks."""
+    blocks = corpus.blocks("train")
+    counts = np.bincount(np.asarray(blocks[: min(sample_blocks, len(blocks))]).reshape(-1), minlength=vocab_size)
+    rank = np.empty(vocab_size, dtype=np.int64)
+    rank[np.argsort(-counts[:vocab_size], kind="stable")] = np.arange(vocab_size)
+    bucket = np.digitize(rank, [100, 1000, 10000])
+    return torch.from_numpy(bucket)
+
+
+def bucket_shares(buckets: torch.Tensor, masked) -> dict[str, float]:
+    ids = masked.labels[masked.selected]
+    if ids.numel() == 0:
+        return {}
+    shares = torch.bincount(buckets[ids], minlength=4).float() / ids.numel()
+    names = ("mask_share_top100", "mask_share_100_1k", "mask_share_1k_10k", "mask_share_rare")
+    return {name: round(float(v), 4) for name, v in zip(names, shares)}
+
+
 def _last_step(budget: Budget, state: BudgetState, tokens_per_step: int) -> bool:
     """Will the next step spend the budget? (exact for step and token budgets; unknowable for time budgets)"""
     if budget.kind == "steps":
@@ -375,7 +400,36 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
 
     tokenizer = corpus.tokenizer()
     ids = SpecialIds.from_tokenizer(tokenizer)
-    masking = build_masking(config.masking, ids)
+    kd = config.objective.kd
+    if not 0.0 <= kd.alpha <= 1.0:
+        raise TrainingError(f"objective.kd.alpha={kd.alpha}; accepted: 0..1 (1 = no distillation)")
+    use_kd = kd.alpha < 1.0
+    teacher_precision = config.masking.teacher_precision
+    if teacher_precision not in ("bf16", "fp32"):
+        raise TrainingError(f"masking.teacher_precision={teacher_precision!r}; accepted: bf16, fp32")
+    teachers: dict[str, torch.nn.Module] = {}
+
+    def teacher_for(path: str):
+        if path not in teachers:
+            teachers[path] = load_teacher(path, device, teacher_precision, len(tokenizer), tokenizer)
+        return teachers[path]
+
+    mask_teacher = None
+    if config.masking.kind == "entropy" and config.masking.source == "teacher":
+        mask_teacher = teacher_for(config.masking.teacher)
+    kd_teacher = teacher_for(kd.teacher or config.masking.teacher) if use_kd else None
+    if (
+        use_kd
+        and kd.reuse_scoring_forward
+        and (kd_teacher is not mask_teacher or config.masking.scoring != "candidates")
+    ):
+        raise TrainingError(
+            "objective.kd.reuse_scoring_forward needs masking=entropy with masking.source=teacher, "
+            "masking.scoring=candidates and the same teacher for both"
+        )
+    masking = build_masking(config.masking, ids, teacher=mask_teacher, precision=teacher_precision)
+    masking.keep_logits = use_kd and kd.reuse_scoring_forward
+    buckets = frequency_buckets(corpus, len(tokenizer)).to(device)
     checkpoint = latest_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:
         raise TrainingError(f"--resume {run_dir}: no checkpoint to resume from (checkpoints/latest missing)")
@@ -410,6 +464,7 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
         sampler.load_state_dict(state["sampler"][d.rank] if isinstance(state["sampler"], list) else state["sampler"])
         budget_state = BudgetState(**state["budget"])
         nonfinite = state.get("nonfinite", 0)
+        masking.load_state_dict(state.get("masking", {}))
         torch.set_rng_state(state["rng"]["torch"])
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
@@ -470,6 +525,7 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
                     "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
             "config": to_dict(config),
             "init_report": init_report,
+            "masking": masking.state_dict(),
         }  # fmt: skip
 
     def checkpoint_now() -> None:
@@ -493,12 +549,33 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
 
         progress_bar = tqdm(total=100, unit="%", desc="pretrain", bar_format="{l_bar}{bar}| {n:.1f}/100% {postfix}")
 
+    kd_seconds = [0.0]
+
+    def forward_loss(net, masked, share, part):
+        """(model output, weighted loss, KD term): CE at the masked positions, plus distillation when enabled."""
+        with autocast(device, precision):
+            out = net(masked.input_ids, labels=masked.labels)
+        if not use_kd:
+            return out, out.loss * share, torch.zeros((), device=device)
+        start = time.perf_counter()
+        with torch.no_grad():
+            if kd.reuse_scoring_forward:
+                teacher_logits = masking.teacher_rows(masked.selected, part)
+            else:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=teacher_precision == "bf16"):
+                    teacher_logits = sparse_logits(kd_teacher, masked.input_ids, masked.selected)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        kd_seconds[0] += time.perf_counter() - start
+        kd_term = kd_loss(out.logits, teacher_logits, kd.temperature)
+        return out, (kd.alpha * out.loss + (1 - kd.alpha) * kd_term) * share, kd_term.detach()
+
     history = []
     summary_notes: list[str] = []
     last_acc = 0.0
     last_eval = budget_state.steps if eval_kind == "steps" else time.time()
     last_ckpt = budget_state.steps if ckpt_kind == "steps" else time.time()
-    window = {"loss": 0.0, "correct": 0, "n": 0, "steps": 0, "seconds": 0.0}
+    window = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "correct": 0, "n": 0, "steps": 0, "seconds": 0.0, "masking": {}}
     status = "completed"
     started = time.time()
 
@@ -514,6 +591,9 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
                 budget, budget_state, tokens_per_step
             )
             step_loss = torch.zeros((), device=device)
+            step_ce = torch.zeros((), device=device)
+            step_kd = torch.zeros((), device=device)
+            scoring_before = masking.scoring_seconds + kd_seconds[0]
             step_correct = torch.zeros((), device=device, dtype=torch.long)
             step_n = 0
             # the whole per-rank batch is read and masked at once, so that micro-batching (a speed setting)
@@ -536,9 +616,7 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
                     sync = train_model.no_sync()
                 with sync:
                     try:
-                        with autocast(device, precision):
-                            out = step_model(masked.input_ids, labels=masked.labels)
-                        loss = out.loss * share
+                        out, loss, kd_term = forward_loss(step_model, masked, share, part)
                         (scaler.scale(loss) if scaler else loss).backward()
                     except Exception as err:  # torch.compile can fail on exotic set-ups: fall back to eager once
                         if step_model is train_model:
@@ -548,13 +626,13 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
                                   f"continuing in eager mode", file=sys.stderr)  # fmt: skip
                         step_model = train_model
                         optimizer.zero_grad(set_to_none=True)
-                        with autocast(device, precision):
-                            out = step_model(masked.input_ids, labels=masked.labels)
-                        loss = out.loss * share
+                        out, loss, kd_term = forward_loss(step_model, masked, share, part)
                         (scaler.scale(loss) if scaler else loss).backward()
                         summary_notes.append("torch.compile failed; ran in eager mode")
+                step_ce += out.loss.detach() * share
+                step_kd += kd_term * share
                 masking.observe(masked, out.logits)
-                step_loss += out.loss.detach() * share
+                step_loss += loss.detach()
                 if log_step:  # accuracy needs an argmax over (n_masked, V) logits: only on logged steps
                     step_correct += (out.logits.detach().max(-1).indices == out.masked_labels).sum()
                     step_n += out.masked_labels.numel()
@@ -602,8 +680,14 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
                 seconds = float(clock)
             budget_state.steps += 1
             budget_state.tokens += tokens_per_step
-            budget_state.charged_seconds += seconds
+            scoring = masking.scoring_seconds + kd_seconds[0] - scoring_before
+            budget_state.scoring_seconds += scoring
+            budget_state.charged_seconds += seconds if config.train.charge_scoring else max(0.0, seconds - scoring)
             window["loss"] += float(step_loss) if finite else 0.0
+            window["ce"] += float(step_ce) if finite else 0.0
+            window["kd"] += float(step_kd) if finite else 0.0
+            if log_step:
+                window["masking"] = {**full.stats, **bucket_shares(buckets, full)}
             if log_step:
                 window["correct"] += int(step_correct)
                 window["n"] += step_n
@@ -621,7 +705,12 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
                     "loss": window["loss"] / window["steps"],
                     "mlm_acc": window["correct"] / window["n"] if window["n"] else None,  # the logged step's masks
                     "tokens_per_s": tokens_per_step * window["steps"] / max(window["seconds"], 1e-9),
+                    "scoring_seconds": round(budget_state.scoring_seconds, 3),
+                    **window["masking"],
                 }
+                if use_kd:
+                    record["loss_ce"] = window["ce"] / window["steps"]
+                    record["loss_kd"] = window["kd"] / window["steps"]
                 log(record)
                 history.append(record)
                 if record["mlm_acc"] is not None:
@@ -634,7 +723,16 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
                         f"{record['tokens_per_s']:,.0f} tok/s left {left / 60:.1f} min",
                         refresh=True,
                     )
-                window = {"loss": 0.0, "correct": 0, "n": 0, "steps": 0, "seconds": 0.0}
+                window = {
+                    "loss": 0.0,
+                    "ce": 0.0,
+                    "kd": 0.0,
+                    "correct": 0,
+                    "n": 0,
+                    "steps": 0,
+                    "seconds": 0.0,
+                    "masking": {},
+                }
             now = time.time()
             if not done and _interval_due(eval_kind, eval_every, budget_state, last_eval, now):
                 t0 = time.perf_counter()
@@ -675,6 +773,8 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
             export_final(run_dir, model, tokenizer)
     summary["wall_seconds"] = time.time() - started
     summary["compiled"] = config.impl.compile and step_model is not train_model
+    summary["masking"] = config.masking.kind
+    summary["kd_alpha"] = kd.alpha
     if summary_notes:
         summary["notes"] = summary_notes
     summary["parameters"] = sum(p.numel() for p in model.parameters())

@@ -1,0 +1,202 @@
+"""Entropy-aware masking: mask the tokens a model is most (or least) uncertain about.
+
+Source of the entropy: a ``teacher`` (reference masked LM) or ``self`` (the model being trained, in eval mode,
+without gradients; random masking during the first ``self_warmup`` of the budget).
+
+Scoring:
+- ``candidates``: a random pool of c*k positions per sequence is masked, one no-grad forward gives logits at the
+  pool positions only (a model cannot be uncertain about a token it sees), their entropy is computed in row
+  chunks, and the rule keeps k of them.
+- ``token-stats``: no extra forward; a running average of entropy per vocabulary id, updated from the training
+  forward's own predictions at masked positions; positions are ranked by their token's average.
+
+Rules: ``high`` (top-k entropy), ``low`` (bottom-k), ``sample`` (k drawn without replacement with probability
+proportional to exp(H / tau), by Gumbel top-k), ``mixed`` (round(mixed_fraction * k) by high entropy, the rest at
+random). k is fixed per sequence, as for random masking.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..objectives import entropy
+from .base import (
+    MaskedBatch,
+    MaskingStrategy,
+    SpecialIds,
+    apply_replacement,
+    candidate_mask,
+    mask_counts,
+    top_k_positions,
+)
+from .teacher import sparse_logits
+
+RULES = ("high", "low", "sample", "mixed")
+SOURCES = ("teacher", "self")
+SCORINGS = ("candidates", "token-stats")
+
+
+class EntropyMasking(MaskingStrategy):
+    name = "entropy"
+
+    def __init__(
+        self,
+        ids: SpecialIds,
+        ratio: float = 0.15,
+        mask_prob: float = 0.8,
+        random_prob: float = 0.1,
+        source: str = "teacher",
+        scoring: str = "candidates",
+        rule: str = "high",
+        pool: float = 2.0,
+        temperature: float = 1.0,
+        mixed_fraction: float = 0.5,
+        self_warmup: float = 0.1,
+        teacher=None,
+        stats_momentum: float = 0.05,
+        precision: str = "fp32",
+    ):
+        super().__init__(ids, ratio, mask_prob, random_prob)
+        for name, value, accepted in (
+            ("rule", rule, RULES),
+            ("source", source, SOURCES),
+            ("scoring", scoring, SCORINGS),
+        ):
+            if value not in accepted:
+                raise ValueError(f"masking.{name}={value!r}; accepted: {', '.join(accepted)}")
+        if scoring == "candidates" and pool < 1.0:
+            raise ValueError(f"masking.pool={pool}; accepted: >= 1 (the pool holds pool x k positions)")
+        if temperature <= 0:
+            raise ValueError(f"masking.temperature={temperature}; accepted: > 0")
+        if not 0 <= mixed_fraction <= 1:
+            raise ValueError(f"masking.mixed_fraction={mixed_fraction}; accepted: 0..1")
+        if source == "teacher" and scoring == "candidates" and teacher is None:
+            raise ValueError("masking.source=teacher needs a teacher (masking.teacher=PATH)")
+        self.source, self.scoring, self.rule = source, scoring, rule
+        self.pool, self.temperature, self.mixed_fraction = pool, temperature, mixed_fraction
+        self.self_warmup = self_warmup if source == "self" else 0.0
+        self.teacher = teacher
+        self.momentum = stats_momentum
+        self.precision = precision
+        self.token_entropy: torch.Tensor | None = None  # (V,) running average, token-stats scoring
+        self.scoring_seconds = 0.0
+        self.last_scored: tuple[torch.Tensor, torch.Tensor] | None = None  # (pool mask, entropies) of the last batch
+        self.keep_logits = False
+        self._pool_logits: torch.Tensor | None = None
+        self._pool_index: torch.Tensor | None = None
+
+    def teacher_rows(self, selected: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+        """The last scoring forward's logits at ``selected`` positions of the batch rows ``rows`` (selected
+        positions are always in the pool)."""
+        if self._pool_logits is None:
+            raise RuntimeError("no scoring forward kept: set keep_logits and score a batch first")
+        return self._pool_logits[self._pool_index[rows][selected]]
+
+    # ----------------------------------------------------------------------------------------- scoring
+
+    def _scorer_logits(self, model, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        scorer = self.teacher if self.source == "teacher" else model
+        was_training = scorer.training
+        scorer.eval()
+        try:
+            with torch.no_grad():
+                dtype = torch.bfloat16 if self.precision == "bf16" else None
+                with torch.autocast(input_ids.device.type, dtype=dtype, enabled=dtype is not None):
+                    return sparse_logits(scorer, input_ids, positions)
+        finally:
+            scorer.train(was_training)
+
+    def score_pool(self, input_ids, candidates, counts, generator, model) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pool mask (B, T), entropy (B, T) float32 with -inf outside the pool)."""
+        pool_counts = torch.minimum(torch.ceil(counts.float() * self.pool).long(), candidates.sum(1))
+        u = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
+        pool = top_k_positions(u.masked_fill(~candidates, float("-inf")), pool_counts)
+        start = time.perf_counter()
+        logits = self._scorer_logits(model, input_ids.masked_fill(pool, self.ids.mask_id), pool)  # (n_pool, V)
+        h = entropy(logits)
+        if self.keep_logits:  # for distillation from the same forward
+            self._pool_logits = logits
+            self._pool_index = torch.full(input_ids.shape, -1, dtype=torch.long, device=input_ids.device)
+            self._pool_index[pool] = torch.arange(logits.shape[0], device=input_ids.device)
+        if input_ids.device.type == "cuda":
+            torch.cuda.synchronize(input_ids.device)
+        self.scoring_seconds += time.perf_counter() - start
+        scores = torch.full(input_ids.shape, float("-inf"), device=input_ids.device)
+        scores[pool] = h
+        return pool, scores
+
+    def score_token_stats(self, input_ids, candidates) -> tuple[torch.Tensor, torch.Tensor]:
+        table = self._table(input_ids.device)
+        scores = table[input_ids].masked_fill(~candidates, float("-inf"))
+        return candidates, scores
+
+    def _table(self, device) -> torch.Tensor:
+        if self.token_entropy is None or self.token_entropy.device != device:
+            start = float(torch.log(torch.tensor(float(self.ids.vocab_size))))  # unseen tokens: maximal uncertainty
+            old = self.token_entropy
+            self.token_entropy = torch.full((self.ids.vocab_size,), start, device=device)
+            if old is not None:
+                self.token_entropy.copy_(old.to(device))
+        return self.token_entropy
+
+    # ----------------------------------------------------------------------------------------- selection
+
+    def choose(self, scores: torch.Tensor, pool: torch.Tensor, counts: torch.Tensor, generator) -> torch.Tensor:
+        """Apply the rule to (B, T) scores (-inf = not eligible); exactly counts[b] positions per row."""
+        if self.rule == "high":
+            return top_k_positions(scores, counts)
+        if self.rule == "low":
+            return top_k_positions(torch.where(pool, -scores, scores), counts)
+        if self.rule == "sample":
+            u = torch.rand(scores.shape, generator=generator, device=scores.device).clamp_(1e-12, 1 - 1e-12)
+            gumbel = -torch.log(-torch.log(u))
+            return top_k_positions(torch.where(pool, scores / self.temperature + gumbel, scores), counts)
+        k_entropy = torch.round(counts.float() * self.mixed_fraction).long()
+        by_entropy = top_k_positions(scores, k_entropy)
+        u = torch.rand(scores.shape, generator=generator, device=scores.device)
+        rest = u.masked_fill(~pool | by_entropy, float("-inf"))
+        return by_entropy | top_k_positions(rest, counts - k_entropy)
+
+    def __call__(self, input_ids, attention_mask=None, generator=None, model=None, progress: float = 0.0):
+        candidates = candidate_mask(input_ids, attention_mask, self.ids)
+        counts = mask_counts(candidates, self.ratio)
+        if progress < self.self_warmup:  # self-masking warm-up: exactly random masking
+            scores = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
+            selected = top_k_positions(scores.masked_fill(~candidates, float("-inf")), counts)
+            stats = {"entropy_warmup": 1.0}
+        else:
+            if self.scoring == "candidates":
+                pool, scores = self.score_pool(input_ids, candidates, counts, generator, model)
+            else:
+                pool, scores = self.score_token_stats(input_ids, candidates)
+            selected = self.choose(scores, pool, counts, generator)
+            self.last_scored = (pool, scores)
+            chosen, scored = scores[selected], scores[pool]
+            stats = {
+                "entropy_chosen": float(chosen[torch.isfinite(chosen)].mean()) if selected.any() else 0.0,
+                "entropy_scored": float(scored[torch.isfinite(scored)].mean()) if pool.any() else 0.0,
+            }
+        masked, labels = apply_replacement(input_ids, selected, self.ids, self.mask_prob, self.random_prob, generator)
+        return MaskedBatch(masked, labels, selected, stats)
+
+    @torch.no_grad()
+    def observe(self, masked: MaskedBatch, logits: torch.Tensor) -> None:
+        """token-stats: fold the training forward's entropies at the masked positions into the per-token average."""
+        if self.scoring != "token-stats" or logits.shape[0] == 0:
+            return
+        table = self._table(logits.device)
+        h = entropy(logits.detach())
+        ids = masked.labels[masked.labels != -100]
+        sums = torch.zeros_like(table).index_add_(0, ids, h)
+        seen = torch.zeros_like(table).index_add_(0, ids, torch.ones_like(h))
+        hit = seen > 0
+        table[hit] = (1 - self.momentum) * table[hit] + self.momentum * (sums[hit] / seen[hit])
+
+    def state_dict(self) -> dict:
+        return {"token_entropy": None if self.token_entropy is None else self.token_entropy.cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("token_entropy") is not None:
+            self.token_entropy = state["token_entropy"].clone()

@@ -1,0 +1,93 @@
+"""Teachers (reference models) for entropy masking and distillation: any masked-LM checkpoint with the student's
+vocabulary, run in eval mode without gradients, producing vocabulary logits only at the positions asked for."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .base import SpecialIds
+
+
+class TeacherError(ValueError):
+    pass
+
+
+def sparse_logits(model, input_ids: torch.Tensor, positions: torch.Tensor, batch_rows: int = 4) -> torch.Tensor:
+    """(n, V) logits at the True entries of ``positions`` (B, T), in row-major order, without a B x T x V tensor
+    for hbert models (sparse head) and BERT-style models (encoder + ``cls`` head on the gathered rows). Other
+    masked LMs are run ``batch_rows`` sequences at a time and gathered."""
+    from ..modeling import HBertForMaskedLM
+
+    if isinstance(model, HBertForMaskedLM) or type(model).__name__ == "HBertForMaskedLM":
+        labels = torch.where(positions, input_ids, torch.full_like(input_ids, -100))
+        return model(input_ids, labels=labels).logits
+    flat = positions.reshape(-1).nonzero().squeeze(1)
+    encoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    head = getattr(model, "cls", None)
+    if encoder is not None and head is not None:
+        hidden = encoder(input_ids).last_hidden_state
+        return head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, flat))
+    parts = []
+    for start in range(0, input_ids.shape[0], batch_rows):
+        logits = model(input_ids[start : start + batch_rows]).logits
+        parts.append(logits[positions[start : start + batch_rows]])
+    return torch.cat(parts)
+
+
+def _teacher_special_ids(path: str, config) -> dict[str, int | None]:
+    ids = {"pad": getattr(config, "pad_token_id", None)}
+    if os.path.isdir(path) and any(
+        os.path.exists(os.path.join(path, f)) for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
+    ):
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(path)
+        ids.update(cls=tok.cls_token_id, sep=tok.sep_token_id, mask=tok.mask_token_id, pad=tok.pad_token_id)
+    return ids
+
+
+def check_teacher(path: str, config, student_vocab: int, student_tokenizer) -> None:
+    """Refuse a teacher whose vocabulary size or special-token ids differ from the student's."""
+    teacher_ids = _teacher_special_ids(path, config)
+    student_ids = {
+        "cls": student_tokenizer.cls_token_id,
+        "sep": student_tokenizer.sep_token_id,
+        "mask": student_tokenizer.mask_token_id,
+        "pad": student_tokenizer.pad_token_id,
+    }
+    problems = []
+    if config.vocab_size != student_vocab:
+        problems.append(f"vocab_size {config.vocab_size} (student: {student_vocab})")
+    for name, value in teacher_ids.items():
+        if value is not None and value != student_ids[name]:
+            problems.append(f"[{name.upper()}] id {value} (student: {student_ids[name]})")
+    if problems:
+        raise TeacherError(
+            f"teacher {path} does not share the student's vocabulary: {'; '.join(problems)}. A teacher must use the "
+            f"corpus tokenizer's vocabulary (e.g. bert-base-uncased for corpora prepared with it)"
+        )
+
+
+def load_teacher(path: str, device: torch.device, precision: str, student_vocab: int, student_tokenizer):
+    """Load a masked-LM teacher (an hbert checkpoint, a Hugging Face BERT, or a hub name when online), check its
+    vocabulary, and put it in eval mode on the training device, optionally in bf16."""
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    if not path:
+        raise TeacherError("masking.source=teacher needs masking.teacher=PATH_OR_HUB_NAME")
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=True)
+    except OSError as err:
+        raise TeacherError(f"teacher {path!r} cannot be loaded ({err}); accepted: a masked-LM checkpoint folder, "
+                           f"or a hub name such as bert-base-uncased when the hub is reachable") from err  # fmt: skip
+    check_teacher(path, config, student_vocab, student_tokenizer)
+    model = AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=True)
+    model.requires_grad_(False)
+    if precision == "bf16":
+        model.to(torch.bfloat16)
+    return model.to(device).eval()
+
+
+__all__ = ["SpecialIds", "TeacherError", "check_teacher", "load_teacher", "sparse_logits"]

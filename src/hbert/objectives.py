@@ -1,0 +1,32 @@
+"""Training objectives beyond the model's own sparse MLM cross-entropy: entropy of predictions and knowledge
+distillation, both computed on (n_rows, V) logits of the masked positions only, in row chunks."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+CHUNK_ROWS = 256
+
+
+@torch.no_grad()
+def entropy(logits: torch.Tensor, chunk_rows: int = CHUNK_ROWS) -> torch.Tensor:
+    """Predictive entropy H = -sum_v p(v) log p(v) of each row of (n, V) logits, in float32, ``chunk_rows`` rows
+    at a time (so no float32 copy of the whole matrix is made)."""
+    out = torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device)
+    for start in range(0, logits.shape[0], chunk_rows):
+        z = logits[start : start + chunk_rows].float()
+        logp = torch.log_softmax(z, dim=-1)
+        out[start : start + chunk_rows] = -(logp.exp() * logp).sum(dim=-1)
+    return out
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 * KL(softmax(teacher / T) || softmax(student / T)), averaged over rows (the masked positions).
+
+    The teacher's logits carry no gradient; the T^2 factor keeps the gradient scale independent of T (Hinton et al.;
+    DistilBERT)."""
+    t = temperature
+    log_p_student = torch.log_softmax(student.float() / t, dim=-1)
+    log_p_teacher = torch.log_softmax(teacher.detach().float() / t, dim=-1)
+    return F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean") * (t * t)
