@@ -366,3 +366,89 @@ def test_no_weight_decay_on_norms_and_biases_and_tensorboard(corpus, tmp_path):
     assert any(p is model.hbert.encoder.layers[0].attention.norm.weight for p in no_decay["params"])
     pretrain(config)
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "run" / "tb"))
+
+
+# ------------------------------------------------------------------------------------------ entropy masking, KD
+
+
+@pytest.fixture(scope="module")
+def teacher(corpus, tmp_path_factory):
+    run = tmp_path_factory.mktemp("teacher") / "run"
+    pretrain(tiny_config(corpus, run, "budget=8-steps", "model.num_hidden_layers=4"))
+    return str(run / "final")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["masking=entropy", "masking.source=self", "masking.self_warmup=0.25"],
+        ["masking=entropy", "masking.source=self", "masking.scoring=token-stats", "masking.rule=sample"],
+        ["masking=entropy", "masking.rule=mixed", "TEACHER"],
+        ["objective.kd.alpha=0.5", "KD_TEACHER"],
+        [
+            "masking=entropy",
+            "masking.rule=low",
+            "TEACHER",
+            "objective.kd.alpha=0.5",
+            "objective.kd.reuse_scoring_forward=true",
+        ],
+    ],
+)
+def test_entropy_and_kd_runs_log_their_terms(corpus, teacher, tmp_path, extra):
+    extra = [
+        {"TEACHER": f"masking.teacher={teacher}", "KD_TEACHER": f"objective.kd.teacher={teacher}"}.get(e, e)
+        for e in extra
+    ]
+    run = tmp_path / "run"
+    summary = pretrain(tiny_config(corpus, run, "budget=6-steps", *extra))
+    assert summary["status"] == "completed"
+    last = [r for r in _log(run) if "lr" in r][-1]
+    assert abs(sum(v for k, v in last.items() if k.startswith("mask_share")) - 1) < 1e-3
+    if any("kd" in e for e in extra):
+        assert last["loss"] == pytest.approx(0.5 * last["loss_ce"] + 0.5 * last["loss_kd"], rel=1e-4)
+        assert summary["scoring_seconds"] > 0
+    if "masking=entropy" in extra and "masking.self_warmup=0.25" not in extra:
+        assert "entropy_chosen" in last and "entropy_scored" in last
+    if "masking.rule=low" in extra:
+        assert last["entropy_chosen"] <= last["entropy_scored"]
+
+
+def test_scoring_time_is_charged_unless_configured(corpus, teacher, tmp_path):
+    charged = pretrain(
+        tiny_config(corpus, tmp_path / "a", "budget=2s", "masking=entropy", f"masking.teacher={teacher}")
+    )
+    free = pretrain(
+        tiny_config(
+            corpus,
+            tmp_path / "b",
+            "budget=2s",
+            "masking=entropy",
+            f"masking.teacher={teacher}",
+            "train.charge_scoring=false",
+        )
+    )
+    assert charged["scoring_seconds"] > 0 and free["scoring_seconds"] > 0
+    assert free["steps"] > charged["steps"] * 0.9  # not charged: the same clock buys at least as many steps
+
+
+def test_teacher_with_another_vocabulary_is_refused_by_the_run(corpus, tmp_path):
+    from transformers import BertConfig, BertForMaskedLM
+
+    other = tmp_path / "bert"
+    BertForMaskedLM(
+        BertConfig(vocab_size=300, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    ).save_pretrained(other)
+    with pytest.raises(ValueError, match=r"vocab_size 300 \(student: 86\)"):
+        pretrain(tiny_config(corpus, tmp_path / "run", "budget=2-steps", "masking=entropy", f"masking.teacher={other}"))
+
+
+def test_token_stats_table_survives_resume(corpus, tmp_path):
+    run = tmp_path / "run"
+    pretrain(
+        tiny_config(
+            corpus, run, "budget=5-steps", "masking=entropy", "masking.source=self", "masking.scoring=token-stats"
+        )
+    )
+    state = torch.load(run / "checkpoints" / "step-00000005" / "state.pt", weights_only=False)
+    table = state["masking"]["token_entropy"]
+    assert table is not None and table.shape == (86,) and (table < table.max()).any()

@@ -38,12 +38,17 @@ def sparse_logits(model, input_ids: torch.Tensor, positions: torch.Tensor, batch
 
 def _teacher_special_ids(path: str, config) -> dict[str, int | None]:
     ids = {"pad": getattr(config, "pad_token_id", None)}
-    if os.path.isdir(path) and any(
-        os.path.exists(os.path.join(path, f)) for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
-    ):
-        from transformers import AutoTokenizer
+    tok = None
+    if os.path.isdir(path):
+        if any(os.path.exists(os.path.join(path, f)) for f in ("tokenizer.json", "tokenizer_config.json")):
+            from transformers import AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(path)
+            tok = AutoTokenizer.from_pretrained(path)
+        elif os.path.exists(os.path.join(path, "vocab.txt")):
+            from transformers import BertTokenizer
+
+            tok = BertTokenizer(vocab=os.path.join(path, "vocab.txt"))
+    if tok is not None:
         ids.update(cls=tok.cls_token_id, sep=tok.sep_token_id, mask=tok.mask_token_id, pad=tok.pad_token_id)
     return ids
 
