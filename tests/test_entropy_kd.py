@@ -147,7 +147,7 @@ def test_scoring_never_builds_a_batch_by_length_by_vocab_tensor():
 
 def test_token_stats_learns_from_the_training_forward():
     x, mask = _batch(rows=16)
-    strategy = EntropyMasking(IDS, source="self", scoring="token-stats", self_warmup=0.0)
+    strategy = EntropyMasking(IDS, source="self", scoring="token-stats", self_warmup=0.0, stats_rows=10_000)
     out = strategy(x, mask, torch.Generator().manual_seed(0))
     labels = out.labels[out.selected]
     strategy.observe(out, 50 * F.one_hot(labels, 60).float())  # confident, correct predictions: entropy ~0

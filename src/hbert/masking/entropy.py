@@ -31,7 +31,7 @@ from .base import (
     mask_counts,
     top_k_positions,
 )
-from .teacher import sparse_logits
+from .teacher import pool_entropy
 
 RULES = ("high", "low", "sample", "mixed")
 SOURCES = ("teacher", "self")
@@ -56,6 +56,7 @@ class EntropyMasking(MaskingStrategy):
         self_warmup: float = 0.1,
         teacher=None,
         stats_momentum: float = 0.05,
+        stats_rows: int = 64,
         precision: str = "fp32",
     ):
         super().__init__(ids, ratio, mask_prob, random_prob)
@@ -79,6 +80,7 @@ class EntropyMasking(MaskingStrategy):
         self.self_warmup = self_warmup if source == "self" else 0.0
         self.teacher = teacher
         self.momentum = stats_momentum
+        self.stats_rows = stats_rows
         self.precision = precision
         self.token_entropy: torch.Tensor | None = None  # (V,) running average, token-stats scoring
         self.scoring_seconds = 0.0
@@ -96,7 +98,7 @@ class EntropyMasking(MaskingStrategy):
 
     # ----------------------------------------------------------------------------------------- scoring
 
-    def _scorer_logits(self, model, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def _scorer_entropy(self, model, input_ids: torch.Tensor, positions: torch.Tensor):
         scorer = self.teacher if self.source == "teacher" else model
         was_training = scorer.training
         scorer.eval()
@@ -104,7 +106,7 @@ class EntropyMasking(MaskingStrategy):
             with torch.no_grad():
                 dtype = torch.bfloat16 if self.precision == "bf16" else None
                 with torch.autocast(input_ids.device.type, dtype=dtype, enabled=dtype is not None):
-                    return sparse_logits(scorer, input_ids, positions)
+                    return pool_entropy(scorer, input_ids, positions, keep_logits=self.keep_logits)
         finally:
             scorer.train(was_training)
 
@@ -114,9 +116,8 @@ class EntropyMasking(MaskingStrategy):
         u = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
         pool = top_k_positions(u.masked_fill(~candidates, float("-inf")), pool_counts)
         start = time.perf_counter()
-        logits = self._scorer_logits(model, input_ids.masked_fill(pool, self.ids.mask_id), pool)  # (n_pool, V)
-        h = entropy(logits)
-        if self.keep_logits:  # for distillation from the same forward
+        h, logits = self._scorer_entropy(model, input_ids.masked_fill(pool, self.ids.mask_id), pool)  # (n_pool,)
+        if self.keep_logits:  # (n_pool, V), for distillation from the same forward
             self._pool_logits = logits
             self._pool_index = torch.full(input_ids.shape, -1, dtype=torch.long, device=input_ids.device)
             self._pool_index[pool] = torch.arange(logits.shape[0], device=input_ids.device)
@@ -187,8 +188,11 @@ class EntropyMasking(MaskingStrategy):
         if self.scoring != "token-stats" or logits.shape[0] == 0:
             return
         table = self._table(logits.device)
-        h = entropy(logits.detach())
         ids = masked.labels[masked.labels != -100]
+        if logits.shape[0] > self.stats_rows:  # an evenly spaced subset of rows keeps the update nearly free
+            rows = torch.linspace(0, logits.shape[0] - 1, self.stats_rows, device=logits.device).long()
+            logits, ids = logits[rows], ids[rows]
+        h = entropy(logits.detach())
         sums = torch.zeros_like(table).index_add_(0, ids, h)
         seen = torch.zeros_like(table).index_add_(0, ids, torch.ones_like(h))
         hit = seen > 0

@@ -36,6 +36,36 @@ def sparse_logits(model, input_ids: torch.Tensor, positions: torch.Tensor, batch
     return torch.cat(parts)
 
 
+def pool_entropy(
+    model, input_ids: torch.Tensor, positions: torch.Tensor, keep_logits: bool = False, chunk_rows: int = 128
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Entropy (n,) of the model's predictions at the True entries of ``positions``, running the vocabulary head
+    ``chunk_rows`` rows at a time, so that neither a B x T x V nor an n x V tensor is held (unless
+    ``keep_logits``, for distillation from the same forward)."""
+    from ..modeling import HBertForMaskedLM
+    from ..objectives import entropy
+
+    flat = positions.reshape(-1).nonzero().squeeze(1)
+    if isinstance(model, HBertForMaskedLM) or type(model).__name__ == "HBertForMaskedLM":
+        encoder, head = model.hbert, model.head
+    else:
+        encoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
+        head = getattr(model, "cls", None)
+    if encoder is None or head is None:
+        logits = sparse_logits(model, input_ids, positions)
+        return entropy(logits), logits if keep_logits else None
+    hidden = encoder(input_ids).last_hidden_state
+    rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, flat)
+    out = torch.empty(rows.shape[0], dtype=torch.float32, device=rows.device)
+    kept = []
+    for start in range(0, rows.shape[0], chunk_rows):
+        logits = head(rows[start : start + chunk_rows])
+        out[start : start + chunk_rows] = entropy(logits)
+        if keep_logits:
+            kept.append(logits)
+    return out, torch.cat(kept) if keep_logits else None
+
+
 def _teacher_special_ids(path: str, config) -> dict[str, int | None]:
     ids = {"pad": getattr(config, "pad_token_id", None)}
     tok = None
