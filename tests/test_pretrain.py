@@ -452,3 +452,16 @@ def test_token_stats_table_survives_resume(corpus, tmp_path):
     state = torch.load(run / "checkpoints" / "step-00000005" / "state.pt", weights_only=False)
     table = state["masking"]["token_entropy"]
     assert table is not None and table.shape == (86,) and (table < table.max()).any()
+
+
+def test_shipped_configs_load():
+    import glob
+
+    from hbert import HBertConfig
+
+    paths = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain", "*.yaml")))
+    assert len(paths) >= 5
+    for path in paths:
+        config = load_config(path)
+        HBertConfig.from_preset(config.model.preset, **config.model.fields)
+        assert config.budget
