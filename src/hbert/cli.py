@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import sys
 from typing import Any
 
@@ -173,6 +174,68 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune_overrides(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"expected key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        out[key] = yaml.safe_load(raw) if raw else raw
+    return out
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from .finetune import finetune, make_config
+
+    overrides = _finetune_overrides(args.overrides)
+    out = overrides.pop("out", None)
+    config = make_config(overrides)
+    result = finetune(args.checkpoint, args.task, config, save=args.save or None)
+    if out:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, f"{result['task']}-seed{config.seed}.json"), "w") as f:
+            json.dump(result, f, indent=2)
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "history"}))
+    else:
+        for role in [r for r in result if r == "validation" or r.startswith("test") or r.endswith("mismatched")]:
+            metrics = ", ".join(f"{k} {v:.4f}" for k, v in result[role].items())
+            print(f"{result['task']} {role}: {metrics}")
+        print(f"epochs {result['epochs_run']} (best {result['best_epoch']}), "
+              f"{result['train_sequences_per_s']:.1f} training sequences/s")  # fmt: skip
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .finetune import SUITES, evaluate_suite, make_config
+    from .finetune.trainer import suite_markdown
+
+    overrides = _finetune_overrides(args.overrides)
+    out = overrides.pop("out", None)
+    config = make_config(overrides)
+    tasks = list(SUITES[args.suite]) if args.suite in SUITES else args.suite.split(",")
+    result = evaluate_suite(args.checkpoint, tasks, args.seeds, config)
+    table = suite_markdown(result)
+    if out:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "eval.json"), "w") as f:
+            json.dump(result, f, indent=2)
+        with open(os.path.join(out, "eval.md"), "w") as f:
+            f.write(table)
+    print(json.dumps(result, indent=2) if args.json else table)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.inference import bench_inference, inference_markdown
+
+    lengths = tuple(int(x) for x in args.lengths.split(","))
+    device = args.device if args.device != "auto" else ("cuda" if _cuda() else "cpu")
+    rows = bench_inference(args.models, lengths, args.batch, args.repeats, device)
+    print(json.dumps(rows, indent=2) if args.json else inference_markdown(rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hbert", description="Compute-budgeted pretraining of BERT-style encoders.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -200,6 +263,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pre.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     pre.set_defaults(func=_cmd_pretrain)
+
+    ft = sub.add_parser("finetune", help="fine-tune a checkpoint on a task and report its metrics")
+    ft.add_argument("checkpoint", help="an hbert checkpoint folder or any HF sequence-classification encoder")
+    ft.add_argument("task", help="a GLUE task, an offline task, or a local spec (.yaml)")
+    ft.add_argument("overrides", nargs="*", help="protocol=sane|author, lr=, epochs=, batch_size=, seed=, out=DIR ...")
+    ft.add_argument("--save", metavar="DIR", help="save the fine-tuned model here")
+    ft.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+    ft.set_defaults(func=_cmd_finetune)
+
+    ev = sub.add_parser("eval", help="fine-tune on a suite of tasks with several seeds: median and spread")
+    ev.add_argument("checkpoint")
+    ev.add_argument("overrides", nargs="*", help="fine-tuning settings as key=value; out=DIR writes JSON + markdown")
+    ev.add_argument("--suite", default="offline", help="glue | offline | task names, comma separated")
+    ev.add_argument("--seeds", type=int, default=1)
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=_cmd_eval)
+
+    bench = sub.add_parser("bench", help="speed measurements")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    inf = bench_sub.add_parser("inference", help="sequences/s and latency of several encoders side by side")
+    inf.add_argument("models", nargs="+", help="checkpoint folders or presets")
+    inf.add_argument("--lengths", default="128,512")
+    inf.add_argument("--batch", type=int, default=32)
+    inf.add_argument("--repeats", type=int, default=5)
+    inf.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    inf.add_argument("--json", action="store_true")
+    inf.set_defaults(func=_cmd_bench)
 
     demo = sub.add_parser("demo", help="prepare the offline corpus and pretrain bert vs hbert-v1 on a short budget")
     demo.add_argument("--out", default="runs/demo")
@@ -238,6 +328,15 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--json", action="store_true")
     tasks.set_defaults(func=_cmd_data_tasks)
     return parser
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:

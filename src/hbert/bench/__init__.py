@@ -1,0 +1,1 @@
+"""Speed measurements shipped with the command line (``hbert bench``)."""

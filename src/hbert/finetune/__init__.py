@@ -1,0 +1,18 @@
+"""Fine-tuning and evaluation: task metrics, protocols, the fine-tuning loop, suites (GLUE, offline)."""
+
+from .metrics import MetricError, compute_metrics, glue_score, task_score
+from .trainer import PROTOCOLS, SUITES, FinetuneConfig, FinetuneError, evaluate_suite, finetune, make_config
+
+__all__ = [
+    "PROTOCOLS",
+    "SUITES",
+    "FinetuneConfig",
+    "FinetuneError",
+    "MetricError",
+    "compute_metrics",
+    "evaluate_suite",
+    "finetune",
+    "glue_score",
+    "make_config",
+    "task_score",
+]

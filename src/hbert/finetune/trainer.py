@@ -1,0 +1,371 @@
+"""Fine-tuning any encoder checkpoint (hbert, or any ``AutoModelForSequenceClassification``-compatible Hugging Face
+encoder) on any task spec, with named protocols, early stopping, seeds and dynamic padding.
+
+Dynamic padding: batches are padded to their own longest sequence, and examples of similar length are grouped
+(shuffled, then sorted by length inside windows of 50 batches), so short-sentence tasks do not pay for 128
+positions per example.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import random
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.tasks import TaskSpec, get_task, load_task
+from .metrics import compute_metrics, task_score
+
+
+class FinetuneError(ValueError):
+    pass
+
+
+@dataclass
+class FinetuneConfig:
+    """Fine-tuning settings; ``protocol`` picks a preset and any field overrides it."""
+
+    protocol: str = "sane"
+    lr: float = 4e-5
+    epochs: int = 5
+    batch_size: int = 32
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    max_seq_len: int = 128
+    patience: int = 0  # early stopping on validation loss after this many epochs without improvement (0 = off)
+    keep_best: bool = False  # restore the epoch with the lowest validation loss at the end
+    freeze_encoder: bool = False  # linear probe: train the classifier head only
+    seed: int = 0
+    max_train_examples: int = 0  # 0 = all
+    max_eval_examples: int = 0
+    dynamic_padding: bool = True  # speed only: pad each batch to its own longest sequence, group by length
+    device: str = "auto"
+    precision: str = "fp32"  # fp32 | bf16
+    progress: bool = True
+
+
+PROTOCOLS = {
+    # the Cramming-like single recipe: a few epochs, one learning rate for every task, 10% warm-up
+    "sane": {"lr": 4e-5, "epochs": 5, "batch_size": 32, "warmup": 0.1, "patience": 0, "keep_best": False},
+    # the papers' authors' recipe: lr 4e-5, batch 128, up to 50 epochs, early stopping on validation loss (5)
+    "author": {"lr": 4e-5, "epochs": 50, "batch_size": 128, "warmup": 0.1, "patience": 5, "keep_best": True},
+}
+
+
+def make_config(overrides: dict | None = None) -> FinetuneConfig:
+    overrides = dict(overrides or {})
+    protocol = overrides.pop("protocol", "sane")
+    if protocol not in PROTOCOLS:
+        raise FinetuneError(f"unknown protocol {protocol!r}; accepted: {', '.join(PROTOCOLS)}")
+    config = FinetuneConfig(protocol=protocol, **PROTOCOLS[protocol])
+    fields = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
+    for key, value in overrides.items():
+        if key not in fields:
+            import difflib
+
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise FinetuneError(f"unknown fine-tuning setting {key!r}{hint} (accepted: {', '.join(fields)})")
+        current = getattr(config, key)
+        try:
+            value = type(current)(value) if not isinstance(current, bool) else _as_bool(value)
+        except (TypeError, ValueError) as err:
+            raise FinetuneError(f"{key}: cannot use {value!r} (expected {type(current).__name__})") from err
+        setattr(config, key, value)
+    return config
+
+
+def _as_bool(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("1", "true", "yes"):
+        return True
+    if str(value).lower() in ("0", "false", "no"):
+        return False
+    raise ValueError(value)
+
+
+# ------------------------------------------------------------------------------------------ model and data
+
+
+def load_classifier(checkpoint: str, spec: TaskSpec):
+    """(model, tokenizer) for a task: any checkpoint with a sequence-classification class."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    import hbert.modeling  # noqa: F401 - registers the hbert classes with the Auto factories
+
+    if not os.path.isdir(checkpoint) and os.path.sep in checkpoint:
+        raise FinetuneError(f"checkpoint {checkpoint} does not exist")
+    try:
+        config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=True)
+    except (OSError, ValueError) as err:
+        raise FinetuneError(f"{checkpoint} is not a model checkpoint ({str(err)[:200]})") from err
+    kwargs = {"num_labels": spec.num_labels}
+    kwargs["problem_type"] = "regression" if spec.kind == "regression" else "single_label_classification"
+    if spec.label_names:
+        kwargs["id2label"] = dict(enumerate(spec.label_names))
+        kwargs["label2id"] = {name: i for i, name in enumerate(spec.label_names)}
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the load report lists the fresh classifier head as "missing": expected here
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(checkpoint, trust_remote_code=True, **kwargs)
+    except (ValueError, KeyError) as err:
+        raise FinetuneError(
+            f"{checkpoint} (model_type {config.model_type!r}) is not a classifier-compatible encoder: "
+            f"{str(err).splitlines()[0][:200]}; accepted: hbert checkpoints or any model with a "
+            f"sequence-classification head in transformers"
+        ) from err
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    except (OSError, ValueError) as err:
+        raise FinetuneError(f"{checkpoint} has no tokenizer ({str(err)[:120]}); save one with the model") from err
+    return model, tokenizer
+
+
+def encode(tokenizer, rows, spec: TaskSpec, max_len: int) -> tuple[list[list[int]], list[list[int]], np.ndarray]:
+    texts = [list(rows[f]) for f in spec.text_fields]
+    encoded = tokenizer(*texts, truncation=True, max_length=max_len)
+    token_types = encoded.get("token_type_ids") or [[0] * len(ids) for ids in encoded["input_ids"]]
+    labels = np.asarray(rows["label"], dtype=np.float32 if spec.kind == "regression" else np.int64)
+    return encoded["input_ids"], token_types, labels
+
+
+def batches(lengths: list[int], batch_size: int, shuffle: bool, rng: random.Random, group: bool) -> list[list[int]]:
+    """Index batches; with ``group``, similar lengths share a batch (sorted inside windows of 50 batches)."""
+    order = list(range(len(lengths)))
+    if shuffle:
+        rng.shuffle(order)
+    if group:
+        window = 50 * batch_size
+        order = [
+            i for s in range(0, len(order), window) for i in sorted(order[s : s + window], key=lengths.__getitem__)
+        ]
+    out = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    if shuffle:
+        rng.shuffle(out)
+    return out
+
+
+def collate(ids, types, labels, index: list[int], pad_id: int, pad_to: int | None, device) -> dict:
+    width = pad_to or max(len(ids[i]) for i in index)
+    input_ids = torch.full((len(index), width), pad_id, dtype=torch.long)
+    token_type_ids = torch.zeros((len(index), width), dtype=torch.long)
+    mask = torch.zeros((len(index), width), dtype=torch.long)
+    for row, i in enumerate(index):
+        n = len(ids[i])
+        input_ids[row, :n] = torch.tensor(ids[i])
+        token_type_ids[row, :n] = torch.tensor(types[i])
+        mask[row, :n] = 1
+    batch = {"input_ids": input_ids, "attention_mask": mask, "labels": torch.from_numpy(labels[index])}
+    batch["token_type_ids"] = token_type_ids
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+# ------------------------------------------------------------------------------------------ the loop
+
+
+def _device(setting: str) -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+@torch.no_grad()
+def evaluate(model, data, spec: TaskSpec, config: FinetuneConfig, pad_id: int, device) -> dict:
+    ids, types, labels = data
+    model.eval()
+    predictions, loss_sum = [], 0.0
+    for index in batches([len(x) for x in ids], 64, False, random.Random(0), config.dynamic_padding):
+        batch = collate(
+            ids, types, labels, index, pad_id, None if config.dynamic_padding else config.max_seq_len, device
+        )
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+            out = model(**{k: v for k, v in batch.items() if k != "token_type_ids" or _uses_types(model)})
+        loss_sum += float(out.loss) * len(index)
+        logits = out.logits.float()
+        pred = logits.squeeze(-1) if spec.kind == "regression" else logits.argmax(-1)
+        predictions.append((index, pred.cpu().numpy()))
+    ordered = np.empty(len(ids), dtype=np.float64 if spec.kind == "regression" else np.int64)
+    for index, pred in predictions:
+        ordered[index] = pred
+    metrics = compute_metrics(spec.metrics, ordered, labels, spec.kind)
+    metrics["loss"] = loss_sum / len(ids)
+    metrics["score"] = task_score(metrics, spec.metrics, spec.average_metrics)
+    return metrics
+
+
+def _uses_types(model) -> bool:
+    return getattr(model.config, "type_vocab_size", 0) > 0
+
+
+def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save: str | None = None) -> dict:
+    """Fine-tune ``checkpoint`` on ``task``; returns metrics on validation (and test where it has labels)."""
+    spec = get_task(task) if isinstance(task, str) else task
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    device = _device(config.device)
+    model, tokenizer = load_classifier(checkpoint, spec)
+    model.to(device)
+    data = load_task(spec, seed=0)
+    if "validation" not in data:
+        raise FinetuneError(f"task {spec.name} has no validation split (splits: {', '.join(data)})")
+    splits = {}
+    for role, rows in data.items():
+        limit = config.max_train_examples if role == "train" else config.max_eval_examples
+        if limit:
+            rows = rows.select(range(min(limit, len(rows))))
+        if role.startswith("test") and spec.kind == "classification" and len(rows) and min(rows["label"]) < 0:
+            continue  # GLUE test sets carry no labels
+        splits[role] = encode(tokenizer, rows, spec, config.max_seq_len)
+    if config.freeze_encoder:
+        base = getattr(model, model.base_model_prefix)
+        base.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+    )
+    train_ids, train_types, train_labels = splits["train"]
+    steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
+    total = max(1, steps_per_epoch * config.epochs)
+    warmup = int(config.warmup * total)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    history, best, best_state, waited, step = [], None, None, 0, 0
+    started = time.time()
+    train_seconds, seen = 0.0, 0
+    progress = None
+    if config.progress:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=total, desc=f"finetune {spec.name}", unit="step", leave=False)
+    for epoch in range(config.epochs):
+        model.train()
+        if config.freeze_encoder:
+            getattr(model, model.base_model_prefix).eval()
+        t0 = time.perf_counter()
+        for index in batches([len(x) for x in train_ids], config.batch_size, True, rng, config.dynamic_padding):
+            batch = collate(train_ids, train_types, train_labels, index, pad_id,
+                            None if config.dynamic_padding else config.max_seq_len, device)  # fmt: skip
+            lr_scale = (
+                (step + 1) / max(1, warmup) if step < warmup else max(0.0, (total - step) / max(1, total - warmup))
+            )
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * lr_scale
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                out = model(**{k: v for k, v in batch.items() if k != "token_type_ids" or _uses_types(model)})
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            seen += len(index)
+            if progress is not None:
+                progress.update(1)
+        train_seconds += time.perf_counter() - t0
+        val = evaluate(model, splits["validation"], spec, config, pad_id, device)
+        history.append({"epoch": epoch + 1, **val})
+        if best is None or val["loss"] < best["loss"]:
+            best, waited = {"epoch": epoch + 1, **val}, 0
+            if config.keep_best:
+                best_state = copy.deepcopy(model.state_dict())
+        else:
+            waited += 1
+            if config.patience and waited >= config.patience:
+                break
+    if progress is not None:
+        progress.close()
+    if config.keep_best and best_state is not None:
+        model.load_state_dict(best_state)
+    result = {
+        "task": spec.name,
+        "checkpoint": str(checkpoint),
+        "protocol": config.protocol,
+        "seed": config.seed,
+        "epochs_run": len(history),
+        "best_epoch": best["epoch"],
+        "validation": evaluate(model, splits["validation"], spec, config, pad_id, device),
+        "history": history,
+        "train_examples": len(train_ids),
+        "train_seconds": train_seconds,
+        "train_sequences_per_s": seen / max(train_seconds, 1e-9),
+        "wall_seconds": time.time() - started,
+    }
+    for role in splits:
+        if role not in ("train", "validation"):
+            result[role] = evaluate(model, splits[role], spec, config, pad_id, device)
+    if save:
+        Path(save).mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(save)
+        tokenizer.save_pretrained(save)
+        (Path(save) / "finetune.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+# ------------------------------------------------------------------------------------------ suites
+
+SUITES = {
+    "glue": ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"),
+    "offline": ("rt-polarity", "vader-movie", "vader-tweets", "vitaminc"),
+}
+
+
+def evaluate_suite(checkpoint: str, tasks: list[str], seeds: int, config: FinetuneConfig) -> dict:
+    """Fine-tune on every task with ``seeds`` seeds: per-task median and spread (min-max) of the score, and, for
+    GLUE tasks, the GLUE score with and without WNLI."""
+    from .metrics import glue_score
+
+    per_task: dict[str, dict] = {}
+    for task in tasks:
+        runs = [finetune(checkpoint, task, dataclasses.replace(config, seed=config.seed + s)) for s in range(seeds)]
+        entries = {"validation": [r["validation"]["score"] for r in runs]}
+        if "validation_mismatched" in runs[0]:
+            entries["validation_mismatched"] = [r["validation_mismatched"]["score"] for r in runs]
+        per_task[task] = {
+            role: {"median": statistics.median(v), "min": min(v), "max": max(v), "scores": v}
+            for role, v in entries.items()
+        }
+        per_task[task]["metrics"] = [r["validation"] for r in runs]
+    result = {"checkpoint": checkpoint, "seeds": seeds, "protocol": config.protocol, "tasks": per_task}
+    glue = {}
+    for task, entry in per_task.items():
+        if task in SUITES["glue"]:
+            if task == "mnli":
+                glue["mnli-m"] = entry["validation"]["median"]
+                if "validation_mismatched" in entry:
+                    glue["mnli-mm"] = entry["validation_mismatched"]["median"]
+            else:
+                glue[task] = entry["validation"]["median"]
+    if glue:
+        result["glue"] = glue_score(glue)
+    return result
+
+
+def suite_markdown(result: dict) -> str:
+    lines = [f"Checkpoint `{result['checkpoint']}`, protocol `{result['protocol']}`, {result['seeds']} seed(s): "
+             "validation score (0-100), median and min-max.", "",
+             "| task | median | min | max |", "|---|---:|---:|---:|"]  # fmt: skip
+    for task, entry in result["tasks"].items():
+        for role in ("validation", "validation_mismatched"):
+            if role in entry:
+                name = task if role == "validation" else f"{task} (mismatched)"
+                e = entry[role]
+                lines.append(f"| {name} | {e['median']:.1f} | {e['min']:.1f} | {e['max']:.1f} |")
+    if "glue" in result:
+        g = result["glue"]
+        lines += ["", f"GLUE score: {g['glue']:.1f} ({g['tasks']} tasks); without WNLI: {g['glue_without_wnli']:.1f}"]
+    return "\n".join(lines) + "\n"
