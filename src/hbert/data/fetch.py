@@ -88,7 +88,11 @@ def pypi_package(spec: str, source: bool = False) -> Path:
         cmd[5:5] = ["--no-binary", ":all:"]
     result = _run(cmd, work)
     files = [f for f in glob.glob(str(work / "*")) if os.path.isfile(f)]
-    if result.returncode != 0 or not files:
+    if (result.returncode != 0 or not files) and source and "==" in spec:
+        # pip prepares an sdist's metadata before saving it, which fails for packages whose metadata pip refuses
+        # (e.g. direct-URL dependencies); the file itself is fetched from the index's simple page instead
+        files = [_simple_index_sdist(spec, work)]
+    if result.returncode != 0 and not files:
         shutil.rmtree(work, ignore_errors=True)
         raise FetchError(f"pip download {spec} failed: {result.stderr.strip()[-500:]}")
     unpacked = work / "root"
@@ -105,6 +109,38 @@ def pypi_package(spec: str, source: bool = False) -> Path:
     shutil.rmtree(work, ignore_errors=True)
     done.touch()
     return root
+
+
+def _simple_index_sdist(spec: str, work: Path) -> str:
+    """Download ``NAME==VERSION``'s sdist from the package index's simple page, checking its sha256."""
+    import hashlib
+    import re
+    import urllib.request
+
+    name, version = spec.split("==", 1)
+    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+    normalised = re.sub(r"[-_.]+", "-", name).lower()
+    try:
+        page = urllib.request.urlopen(f"{index}/{normalised}/", timeout=60).read().decode()
+    except OSError as err:
+        raise FetchError(f"{spec}: the package index cannot be reached ({err})") from err
+    pattern = rf'href="([^"]*/{re.escape(name)}-{re.escape(version)}\.tar\.gz)#sha256=([0-9a-f]+)"'
+    match = re.search(pattern, page, re.I)
+    if not match:
+        raise FetchError(f"{spec}: no source distribution {name}-{version}.tar.gz on {index}/{normalised}/")
+    url, sha = match.groups()
+    target = work / url.rsplit("/", 1)[1]
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=600) as response, open(target, "wb") as out:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                digest.update(chunk)
+                out.write(chunk)
+    except OSError as err:
+        raise FetchError(f"{spec}: download failed ({err})") from err
+    if digest.hexdigest() != sha:
+        raise FetchError(f"{spec}: sha256 mismatch for {target.name}")
+    return str(target)
 
 
 def _python() -> str:

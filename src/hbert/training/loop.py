@@ -551,6 +551,21 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
 
     kd_seconds = [0.0]
 
+    def agree(*flags: bool) -> tuple[bool, ...]:
+        """Each flag true on any rank -> true on all ranks."""
+        if d.world == 1:
+            return flags
+        t = torch.tensor([1 if f else 0 for f in flags], device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return tuple(bool(v) for v in t.tolist())
+
+    def agree_max(value: float) -> float:
+        if d.world == 1:
+            return value
+        t = torch.tensor([value], device=device, dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t)
+
     def forward_loss(net, masked, share, part):
         """(model output, weighted loss, KD term): CE at the masked positions, plus distillation when enabled."""
         with autocast(device, precision):
@@ -643,10 +658,7 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
             else:
                 grad_norm = torch.zeros((), device=device)
             finite = bool(torch.isfinite(step_loss) & torch.isfinite(grad_norm))
-            if d.world > 1:
-                flag = torch.tensor([0 if finite else 1], device=device)
-                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                finite = flag.item() == 0
+            finite = not agree(not finite)[0]
             if finite:
                 nonfinite = 0
                 if freeze_now:
@@ -674,15 +686,13 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
                     )
             optimizer.zero_grad(set_to_none=True)
             seconds = time.perf_counter() - t_step
-            if d.world > 1 and budget.kind == "time":
-                clock = torch.tensor([seconds], device=device, dtype=torch.float64)
-                dist.all_reduce(clock, op=dist.ReduceOp.MAX)
-                seconds = float(clock)
             budget_state.steps += 1
             budget_state.tokens += tokens_per_step
             scoring = masking.scoring_seconds + kd_seconds[0] - scoring_before
             budget_state.scoring_seconds += scoring
-            budget_state.charged_seconds += seconds if config.train.charge_scoring else max(0.0, seconds - scoring)
+            charged = seconds if config.train.charge_scoring else max(0.0, seconds - scoring)
+            # all ranks charge the slowest rank's step, so that they stop at the same step
+            budget_state.charged_seconds += agree_max(charged)
             window["loss"] += float(step_loss) if finite else 0.0
             window["ce"] += float(step_ce) if finite else 0.0
             window["kd"] += float(step_kd) if finite else 0.0
@@ -733,26 +743,27 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
                     "seconds": 0.0,
                     "masking": {},
                 }
+            # every decision below is taken by all ranks together (a rank's clock alone could disagree)
             now = time.time()
-            if not done and _interval_due(eval_kind, eval_every, budget_state, last_eval, now):
+            eval_due, ckpt_due, stop_flag = agree(
+                not done and _interval_due(eval_kind, eval_every, budget_state, last_eval, now),
+                not done and _interval_due(ckpt_kind, ckpt_every, budget_state, last_ckpt, now),
+                signals.received is not None,
+            )
+            if eval_due:
                 t0 = time.perf_counter()
                 metrics = evaluate(model, eval_inputs, eval_labels, device, precision)
-                spent = time.perf_counter() - t0
+                spent = agree_max(time.perf_counter() - t0)
                 budget_state.eval_seconds += spent
                 if config.train.charge_eval:
                     budget_state.charged_seconds += spent
                 log({"step": budget_state.steps, "elapsed": round(budget_state.charged_seconds, 3), **metrics})
                 last_eval = budget_state.steps if eval_kind == "steps" else time.time()
-            stop_flag = signals.received is not None
-            if d.world > 1:
-                flag = torch.tensor([1 if stop_flag else 0], device=device)
-                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                stop_flag = bool(flag.item())
             if stop_flag:
                 checkpoint_now()
                 status = "interrupted"
                 break
-            if not done and _interval_due(ckpt_kind, ckpt_every, budget_state, last_ckpt, now):
+            if ckpt_due:
                 checkpoint_now()
 
     if progress_bar is not None:
