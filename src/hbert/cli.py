@@ -236,6 +236,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .config import ConfigError
+    from .experiments import Recipe, RecipeError, run_recipe
+    from .training import BudgetError, TrainingError
+
+    try:
+        recipe = Recipe.load(args.recipe, args.overrides)
+        out = run_recipe(recipe)
+    except (RecipeError, ConfigError, BudgetError, TrainingError) as err:
+        print(f"hbert compare: error: {err}", file=sys.stderr)
+        return 2
+    print((out / "REPORT.md").read_text())
+    print(f"results: {out / 'results.csv'}; plots: {out / 'heldout_accuracy.png'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hbert", description="Compute-budgeted pretraining of BERT-style encoders.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -290,6 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--device", default="auto", help="auto | cpu | cuda")
     inf.add_argument("--json", action="store_true")
     inf.set_defaults(func=_cmd_bench)
+
+    cmp_ = sub.add_parser("compare", help="run a recipe: arms x seeds on one budget, then results and report")
+    cmp_.add_argument("recipe", help="a recipe YAML (recipes/*.yaml)")
+    cmp_.add_argument("overrides", nargs="*", help="recipe keys as key=value, e.g. out=DIR budget=2m seeds=[0,1]")
+    cmp_.set_defaults(func=_cmd_compare)
 
     demo = sub.add_parser("demo", help="prepare the offline corpus and pretrain bert vs hbert-v1 on a short budget")
     demo.add_argument("--out", default="runs/demo")

@@ -1,0 +1,132 @@
+"""The recipe runner end to end on a tiny generated corpus and task."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from hbert.cli import main
+from hbert.experiments import Recipe, RecipeError, run_recipe
+
+from .training_helpers import TINY_RUN, make_corpus
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exp")
+    corpus = make_corpus(root)
+    base = root / "base.yaml"
+    config = {}
+    for item in TINY_RUN:
+        key, value = item.split("=", 1)
+        section, name = key.split(".", 1)
+        config.setdefault(section, {})[name] = yaml.safe_load(value)
+    config["train"]["eval_every"] = "3-steps"
+    base.write_text(yaml.safe_dump(config))
+    task = root / "task"
+    task.mkdir()
+    rows = [{"text": f"w{i % 80} w{(i * 7) % 80} w{(i * 3) % 80}", "label": int(i % 80 < 40)} for i in range(200)]
+    for name, part in (("train", rows[:150]), ("dev", rows[150:])):
+        (task / f"{name}.jsonl").write_text("\n".join(json.dumps(r) for r in part) + "\n")
+    spec = {
+        "name": "toy",
+        "files": {"train": "train.jsonl", "validation": "dev.jsonl"},
+        "text_fields": ["text"],
+        "kind": "classification",
+        "num_labels": 2,
+        "metrics": ["accuracy"],
+    }
+    (task / "spec.yaml").write_text(yaml.safe_dump(spec))
+    return root, corpus, str(base), str(task / "spec.yaml")
+
+
+def _recipe(root, corpus, base, spec, name="two-arms", budget="6-steps", arms=None):
+    data = {"name": name, "base": base, "budget": budget, "seeds": [0, 1], "corpus_path": corpus,
+            "arms": arms or {"bert": ["model=bert"], "hbert-v1": ["model=hbert-v1"]}, "suite": [spec],
+            "finetune": {"epochs": 1, "batch_size": 16}, "out": str(root / name)}  # fmt: skip
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_two_arm_recipe_end_to_end(setup):
+    root, corpus, base, spec = setup
+    out = run_recipe(Recipe.load(_recipe(root, corpus, base, spec)))
+    for name in ("results.csv", "REPORT.md", "heldout_accuracy.png", "downstream.png"):
+        assert (out / name).stat().st_size > 0, name
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [(r["arm"], r["seed"]) for r in rows] == [("bert", "0"), ("bert", "1"), ("hbert-v1", "0"), ("hbert-v1", "1")]
+    report = (out / "REPORT.md").read_text()
+    for arm in ("bert", "hbert-v1"):
+        arm_rows = [r for r in rows if r["arm"] == arm]
+        accs = sorted(float(r["heldout_mlm_acc"]) for r in arm_rows)
+        scores = sorted(float(r[spec]) for r in arm_rows)
+        median_acc = (accs[0] + accs[1]) / 2
+        line = next(x for x in report.splitlines() if x.startswith(f"| {arm} |"))
+        assert f"{median_acc:.4f}" in line and f"{(scores[0] + scores[1]) / 2:.1f}" in line
+        assert f"{int(arm_rows[0]['parameters']):,}" in line
+
+
+def test_rerun_skips_finished_arms_and_resumes_an_interrupted_one(setup):
+    root, corpus, base, spec = setup
+    path = _recipe(
+        root,
+        corpus,
+        base,
+        spec,
+        name="resume",
+        budget="40-steps",
+        arms={"a": ["model=bert", "train.checkpoint_every=2-steps"], "b": ["model=additive"]},
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "hbert", "compare", path], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    log = root / "resume" / "arms" / "a" / "seed1" / "log.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (log.exists() and sum(1 for _ in open(log)) >= 6):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # a hard kill in the middle of the second run of arm a
+    proc.wait(timeout=60)
+    finished = root / "resume" / "arms" / "a" / "seed0" / "summary.json"
+    assert json.loads(finished.read_text())["status"] == "completed"
+    stamp = os.path.getmtime(finished)
+    assert main(["compare", path]) == 0
+    assert os.path.getmtime(finished) == stamp  # not redone
+    resumed = [json.loads(x) for x in open(log) if '"lr"' in x]
+    assert [r["step"] for r in resumed][-1] == 40
+    rows = list(csv.DictReader(open(root / "resume" / "results.csv")))
+    assert len(rows) == 4 and all(r["steps"] == "40" for r in rows)
+
+
+def test_unknown_key_in_an_arm_fails_before_training(setup, capsys):
+    root, corpus, base, spec = setup
+    path = _recipe(root, corpus, base, spec, name="bad", arms={"ok": ["model=bert"], "typo": ["train.lrr=0.1"]})
+    assert main(["compare", path]) == 2
+    err = capsys.readouterr().err
+    assert "arm 'typo'" in err and "train.lrr" in err and "did you mean 'train.lr'" in err
+    assert not (root / "bad" / "arms").exists()
+    with pytest.raises(RecipeError, match="unknown recipe key"):
+        Recipe.load(path, ["colour=red"])
+
+
+def test_shipped_recipes_are_valid():
+    from hbert.experiments import validate
+
+    folder = os.path.join(os.path.dirname(__file__), "..", "recipes")
+    names = sorted(os.listdir(folder))
+    for kind in ("hbert", "entropy", "ratio"):
+        for size in ("cpu", "gpu"):
+            assert f"{kind}-{size}.yaml" in names
+    cwd = os.getcwd()
+    os.chdir(os.path.join(folder, ".."))
+    try:
+        for name in names:
+            validate(Recipe.load(os.path.join("recipes", name)))
+    finally:
+        os.chdir(cwd)
