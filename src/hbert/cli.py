@@ -170,7 +170,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.out, args.budget, tuple(args.presets.split(",")))
+    run_demo(args.out, args.budget)
     return 0
 
 
@@ -312,10 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("overrides", nargs="*", help="recipe keys as key=value, e.g. out=DIR budget=2m seeds=[0,1]")
     cmp_.set_defaults(func=_cmd_compare)
 
-    demo = sub.add_parser("demo", help="prepare the offline corpus and pretrain bert vs hbert-v1 on a short budget")
+    demo = sub.add_parser("demo", help="the demo recipe: bert vs hbert-v1 vs self-entropy, a few minutes each")
     demo.add_argument("--out", default="runs/demo")
-    demo.add_argument("--budget", default="3m", help="per preset (default 3m)")
-    demo.add_argument("--presets", default="bert,hbert-v1")
+    demo.add_argument("--budget", default="3m", help="per arm (default 3m)")
     demo.set_defaults(func=_cmd_demo)
 
     data = sub.add_parser("data", help="prepare pretraining corpora and inspect downstream tasks")

