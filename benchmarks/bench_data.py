@@ -25,6 +25,8 @@ import time
 import numpy as np
 import torch
 
+from common import emit
+
 CHILD = """
 import json, sys, time, resource
 from hbert.data.corpus import CorpusSettings, prepare_corpus
@@ -130,11 +132,7 @@ def main() -> None:
         f"Reading a random batch of 32 blocks: {reading['read_ms']:.3f} ms against a {reading['step_ms']:.0f} ms "
         f"training step (`bert` preset, cpu-small shape): **{reading['ratio']:.3%}** of a step.",
     ]
-    markdown = "\n".join(lines) + "\n"
-    print("\n" + markdown)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(markdown)
+    emit("\n".join(lines) + "\n", args.markdown)
 
 
 if __name__ == "__main__":

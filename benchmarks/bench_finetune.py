@@ -14,6 +14,8 @@ import tempfile
 
 import torch
 
+from common import emit
+
 
 def make_checkpoint(folder: str) -> str:
     from hbert import HBertConfig, HBertForMaskedLM
@@ -61,10 +63,7 @@ def main() -> None:
         "",
         f"Dynamic padding: **{dyn / fixed:.2f}x** the sequences/s.",
     ]) + "\n"  # fmt: skip
-    print("\n" + markdown)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(markdown)
+    emit(markdown, args.markdown)
 
 
 if __name__ == "__main__":

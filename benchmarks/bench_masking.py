@@ -23,6 +23,8 @@ import time
 import numpy as np
 import torch
 
+from common import emit, offline_corpus
+
 SHAPE = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 1024,
          "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}  # fmt: skip
 ARMS = {
@@ -33,14 +35,6 @@ ARMS = {
     "self, token-stats": {"kind": "entropy", "source": "self", "scoring": "token-stats"},
     "teacher (2x layers), candidates c=2": {"kind": "entropy", "source": "teacher", "pool": 2.0},
 }
-
-
-def corpus_path() -> str:
-    from hbert.data.corpus import CorpusSettings, prepare_corpus
-    from hbert.data.tasks import evaluation_hashes
-
-    return str(prepare_corpus(CorpusSettings(seq_len=128), progress=False,
-                              decontamination=lambda: evaluation_hashes(("offline",))))  # fmt: skip
 
 
 def build(arm: dict, corpus: str):
@@ -108,7 +102,7 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--corpus")
     args = parser.parse_args()
-    corpus = args.corpus or corpus_path()
+    corpus = args.corpus or offline_corpus()
     if args.child:
         memory_child(args.child, corpus, args.steps)
         return
@@ -150,11 +144,7 @@ def main() -> None:
         t = statistics.median(times[name])
         m = memory[name]["working_mb"]
         lines.append(f"| {name} | {1000 * t:.0f} | **{t / base_t:.2f}x** | {m:.0f} | **{m / base_m:.2f}x** |")
-    markdown = "\n".join(lines) + "\n"
-    print("\n" + markdown)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(markdown)
+    emit("\n".join(lines) + "\n", args.markdown)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import time
 import numpy as np
 import torch
 
+from common import emit, offline_corpus
+
 SHAPE = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 1024}
 
 
@@ -117,11 +119,7 @@ def main() -> None:
     args = parser.parse_args()
     corpus = args.corpus
     if corpus is None:
-        from hbert.data.corpus import CorpusSettings, prepare_corpus
-        from hbert.data.tasks import evaluation_hashes
-
-        corpus = str(prepare_corpus(CorpusSettings(seq_len=128), progress=False,
-                                    decontamination=lambda: evaluation_hashes(("offline",))))  # fmt: skip
+        corpus = offline_corpus()
     loop_times, bare_times = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):  # alternate the two so that drift in the machine's speed hits both
@@ -156,11 +154,7 @@ def main() -> None:
         f"Loop overhead over the bare step: **{overhead:+.1%}**. hbert against the Hugging Face recipe: "
         f"**{speedup:.2f}x** the tokens/s.",
     ]
-    markdown = "\n".join(lines) + "\n"
-    print("\n" + markdown)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(markdown)
+    emit("\n".join(lines) + "\n", args.markdown)
 
 
 if __name__ == "__main__":
