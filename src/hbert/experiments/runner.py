@@ -52,6 +52,7 @@ class Recipe:
     suite: list[str] = field(default_factory=list)
     finetune: dict = field(default_factory=dict)
     inference: bool = True
+    eval_points: int = 6  # held-out evaluations per run (for the accuracy-against-wall-clock plot); 0 = the base's
     out: str = ""
 
     @classmethod
@@ -97,7 +98,22 @@ def arm_overrides(recipe: Recipe, arm: str, seed: int, corpus: str, sources: dic
             raise RecipeError(f"arm {arm!r}: {item!r} names a model the recipe does not pretrain "
                               f"(pretrained: {', '.join(recipe.pretrained) or 'none'})")  # fmt: skip
         items.append(item)
-    return [*items, f"budget={recipe.budget}", f"corpus={corpus}", f"train.seed={seed}", "impl.progress=false"]
+    return [*items, f"budget={recipe.budget}", f"corpus={corpus}", f"train.seed={seed}", "impl.progress=false",
+            *eval_interval(recipe.budget, recipe.eval_points)]  # fmt: skip
+
+
+def eval_interval(budget: str, points: int) -> list[str]:
+    """``train.eval_every`` giving about ``points`` held-out evaluations over the budget (time or step budgets)."""
+    from ..training.budget import Budget
+
+    if points <= 0:
+        return []
+    b = Budget.parse(budget)
+    if b.kind == "time":
+        return [f"train.eval_every={max(1, int(b.amount / points))}s"]
+    if b.kind == "steps":
+        return [f"train.eval_every={max(1, int(b.amount / points))}-steps"]
+    return []
 
 
 def validate(recipe: Recipe) -> None:
