@@ -130,3 +130,25 @@ def test_shipped_recipes_are_valid():
             validate(Recipe.load(os.path.join("recipes", name)))
     finally:
         os.chdir(cwd)
+
+
+def test_demo_runs_the_demo_recipe(tmp_path, monkeypatch, capsys):
+    import hbert.experiments as experiments
+    from hbert.demo import run_demo
+
+    seen = {}
+
+    def fake_run(recipe):
+        seen["recipe"] = recipe
+        out = tmp_path / "demo"
+        out.mkdir()
+        (out / "REPORT.md").write_text("| arm |\n")
+        return out
+
+    monkeypatch.setattr(experiments, "run_recipe", fake_run)
+    monkeypatch.chdir(os.path.join(os.path.dirname(__file__), ".."))
+    run_demo(str(tmp_path / "demo"), "2m")
+    recipe = seen["recipe"]
+    assert list(recipe.arms) == ["bert", "hbert-v1", "hbert-v1-self-entropy"]
+    assert recipe.budget == "2m" and recipe.out == str(tmp_path / "demo") and recipe.suite == ["rt-polarity"]
+    assert "| arm |" in capsys.readouterr().out
