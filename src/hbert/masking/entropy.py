@@ -83,6 +83,7 @@ class EntropyMasking(MaskingStrategy):
         self.stats_rows = stats_rows
         self.precision = precision
         self.token_entropy: torch.Tensor | None = None  # (V,) running average, token-stats scoring
+        self.token_seen = torch.zeros(ids.vocab_size, dtype=torch.bool)  # (V,) observed at least once
         self.scoring_seconds = 0.0
         self.last_scored: tuple[torch.Tensor, torch.Tensor] | None = None  # (pool mask, entropies) of the last batch
         self.keep_logits = False
@@ -130,7 +131,10 @@ class EntropyMasking(MaskingStrategy):
 
     def score_token_stats(self, input_ids, candidates) -> tuple[torch.Tensor, torch.Tensor]:
         table = self._table(input_ids.device)
-        scores = table[input_ids].masked_fill(~candidates, float("-inf"))
+        seen = self.token_seen.to(input_ids.device)
+        # a token never observed yet counts as average, so "high" does not chase unseen rare tokens forever
+        prior = table[seen].mean() if seen.any() else table.new_tensor(0.0)
+        scores = torch.where(seen[input_ids], table[input_ids], prior).masked_fill(~candidates, float("-inf"))
         return candidates, scores
 
     def _table(self, device) -> torch.Tensor:
@@ -196,11 +200,17 @@ class EntropyMasking(MaskingStrategy):
         sums = torch.zeros_like(table).index_add_(0, ids, h)
         seen = torch.zeros_like(table).index_add_(0, ids, torch.ones_like(h))
         hit = seen > 0
+        first = hit & ~self.token_seen.to(hit.device)
         table[hit] = (1 - self.momentum) * table[hit] + self.momentum * (sums[hit] / seen[hit])
+        table[first] = sums[first] / seen[first]  # first observation: take it as is
+        self.token_seen = self.token_seen.to(hit.device) | hit
 
     def state_dict(self) -> dict:
-        return {"token_entropy": None if self.token_entropy is None else self.token_entropy.cpu()}
+        table = None if self.token_entropy is None else self.token_entropy.cpu()
+        return {"token_entropy": table, "token_seen": self.token_seen.cpu()}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("token_entropy") is not None:
             self.token_entropy = state["token_entropy"].clone()
+        if state.get("token_seen") is not None:
+            self.token_seen = state["token_seen"].clone()
