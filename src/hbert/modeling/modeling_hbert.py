@@ -128,8 +128,9 @@ class AdditiveAttention(nn.Module):
         self.num_heads = config.num_attention_heads
         head_dim = config.hidden_size // config.num_attention_heads
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
-        self.query_score = nn.Parameter(torch.empty(self.num_heads, head_dim))  # w_q, one per head
-        self.key_score = nn.Parameter(torch.empty(self.num_heads, head_dim))  # w_k, one per head
+        std = config.initializer_range  # (re-initialised by the model's _init_weights; valid standalone too)
+        self.query_score = nn.Parameter(torch.randn(self.num_heads, head_dim) * std)  # w_q, one per head
+        self.key_score = nn.Parameter(torch.randn(self.num_heads, head_dim) * std)  # w_k, one per head
         self.transform = nn.Linear(config.hidden_size, config.hidden_size)  # W_t
         self.scale = head_dim**-0.5
         self.dropout = Dropout(config.attention_probs_dropout_prob)
