@@ -25,7 +25,7 @@ test: setup lint
 	$(VENV)/bin/pytest -q tests
 
 demo: setup
-	$(VENV)/bin/hbert demo --out runs/demo --budget 3m
+	$(VENV)/bin/hbert demo --out runs/demo
 
 bench: setup
 	$(PY) benchmarks/bench_model.py

@@ -149,6 +149,12 @@ def test_demo_runs_the_demo_recipe(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(os.path.join(os.path.dirname(__file__), ".."))
     run_demo(str(tmp_path / "demo"), "2m")
     recipe = seen["recipe"]
-    assert list(recipe.arms) == ["bert", "hbert-v1", "hbert-v1-self-entropy"]
+    assert list(recipe.arms) == ["bert-lr1e-4", "hbert-v1-lr1e-4", "bert-lr1e-3"]
     assert recipe.budget == "2m" and recipe.out == str(tmp_path / "demo") and recipe.suite == ["rt-polarity"]
-    assert "| arm |" in capsys.readouterr().out
+    assert len(recipe.seeds) >= 2 and recipe.floors  # verdicts need a spread; scores need their floors
+    out = capsys.readouterr().out
+    assert "| arm |" in out and "What to look at" in out
+    from hbert.demo import DEMO_RECIPE
+
+    shipped = Recipe.load("recipes/demo-cpu.yaml")  # the installed-package fallback is the same recipe
+    assert {k: getattr(shipped, k) for k in DEMO_RECIPE} == DEMO_RECIPE

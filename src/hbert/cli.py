@@ -203,7 +203,27 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
             print(f"{result['task']} {role}: {metrics}")
         print(f"epochs {result['epochs_run']} (best {result['best_epoch']}), "
               f"{result['train_sequences_per_s']:.1f} training sequences/s")  # fmt: skip
+        for line in _floor_lines(result):
+            print(line)
     return 0
+
+
+def _floor_lines(result: dict) -> list[str]:
+    """The validation score beside its floors, and a warning when it does not clear the majority class."""
+    floors = result.get("floors") or {}
+    if not floors:
+        return []
+    names = {"majority": "majority class", "bag_of_words": "bag-of-words", "random_init": "random-init twin"}
+    score = result["validation"]["score"]
+    parts = ", ".join(f"{names[k]} {v['score']:.1f}" for k, v in floors.items())
+    lines = [f"validation score {score:.1f}; floors: {parts}"]
+    if "random_init" in floors:
+        lines.append(
+            f"gain over the random-init twin (what pretraining bought): {score - floors['random_init']['score']:+.1f}"
+        )
+    if result.get("below_majority"):
+        lines.append("warning: the score does not clear the majority-class floor")
+    return lines
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -283,7 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     ft = sub.add_parser("finetune", help="fine-tune a checkpoint on a task and report its metrics")
     ft.add_argument("checkpoint", help="an hbert checkpoint folder or any HF sequence-classification encoder")
     ft.add_argument("task", help="a GLUE task, an offline task, or a local spec (.yaml)")
-    ft.add_argument("overrides", nargs="*", help="protocol=sane|author, lr=, epochs=, batch_size=, seed=, out=DIR ...")
+    ft.add_argument(
+        "overrides",
+        nargs="*",
+        help="protocol=small|sane|author, lr=, epochs=, batch_size=, seed=, floors=all|cheap|none, out=DIR ...",
+    )
     ft.add_argument("--save", metavar="DIR", help="save the fine-tuned model here")
     ft.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
     ft.set_defaults(func=_cmd_finetune)
@@ -312,9 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("overrides", nargs="*", help="recipe keys as key=value, e.g. out=DIR budget=2m seeds=[0,1]")
     cmp_.set_defaults(func=_cmd_compare)
 
-    demo = sub.add_parser("demo", help="the demo recipe: bert vs hbert-v1 vs self-entropy, a few minutes each")
+    demo = sub.add_parser("demo", help="the demo recipe: the plateau effect and the learning rate, with floors")
     demo.add_argument("--out", default="runs/demo")
-    demo.add_argument("--budget", default="3m", help="per arm (default 3m)")
+    demo.add_argument("--budget", default=None, help="per arm (default: the recipe's, 1.2M-tokens)")
     demo.set_defaults(func=_cmd_demo)
 
     data = sub.add_parser("data", help="prepare pretraining corpora and inspect downstream tasks")

@@ -17,7 +17,14 @@ A recipe (YAML)::
       bert: [model=bert]
       hbert-v1: [model=hbert-v1]
     suite: [rt-polarity]                         # downstream tasks (empty: none)
-    finetune: {epochs: 1, max_train_examples: 2000}
+    finetune: {protocol: small, max_train_examples: 4000}
+    finetune_seeds: 3                            # fine-tuning seeds per pretrained model (and for its twin)
+    baseline: bert                               # the arm every other arm is compared with (default: the first)
+
+Every downstream score stands beside its floors: the majority class, a bag-of-words model and the random-init twin
+(same shape and tokenizer, random weights, the same fine-tuning and seeds); the report says, for each comparison,
+whether the difference exceeds the seed spread or is within noise, and flags runs that got notably less of the
+machine than the others (a wall-clock budget then bought them less work).
 """
 
 from __future__ import annotations
@@ -53,6 +60,9 @@ class Recipe:
     finetune: dict = field(default_factory=dict)
     inference: bool = True
     eval_points: int = 6  # held-out evaluations per run (for the accuracy-against-wall-clock plot); 0 = the base's
+    finetune_seeds: int = 1  # fine-tuning seeds per pretrained model; the random-init twin gets the same seeds
+    floors: bool = True  # majority, bag-of-words and random-init twin beside every downstream score
+    baseline: str = ""  # the arm the others are compared with (default: the first arm)
     out: str = ""
 
     @classmethod
@@ -81,6 +91,10 @@ class Recipe:
         data["seeds"] = [int(s) for s in data.get("seeds", [0])]
         data["budget"] = str(data["budget"])
         recipe = cls(**data)
+        if recipe.finetune_seeds < 1:
+            raise RecipeError(f"{path}: finetune_seeds={recipe.finetune_seeds}; accepted: 1 or more")
+        if recipe.baseline and recipe.baseline not in recipe.arms:
+            raise RecipeError(f"{path}: baseline {recipe.baseline!r} is not an arm (arms: {', '.join(recipe.arms)})")
         if recipe.teacher:
             recipe.pretrained = {"teacher": recipe.teacher, **recipe.pretrained}
         if not recipe.out:
@@ -98,17 +112,34 @@ def arm_overrides(recipe: Recipe, arm: str, seed: int, corpus: str, sources: dic
             raise RecipeError(f"arm {arm!r}: {item!r} names a model the recipe does not pretrain "
                               f"(pretrained: {', '.join(recipe.pretrained) or 'none'})")  # fmt: skip
         items.append(item)
-    return [*items, f"budget={recipe.budget}", f"corpus={corpus}", f"train.seed={seed}", "impl.progress=false",
-            *eval_interval(recipe.budget, recipe.eval_points)]  # fmt: skip
+    budget = arm_budget(recipe, arm)
+    tokens_per_step = 0
+    if budget.endswith("tokens"):
+        try:
+            batch = load_config(recipe.base, [x for x in items if not x.startswith("budget=")]).train.batch_size
+        except ConfigError:
+            batch = 0  # validate() reports the arm's error
+        tokens_per_step = batch * int(recipe.corpus.get("seq_len", 128))
+    return [f"budget={budget}", *items, f"corpus={corpus}", f"train.seed={seed}", "impl.progress=false",
+            *eval_interval(budget, recipe.eval_points, tokens_per_step)]  # fmt: skip
 
 
-def eval_interval(budget: str, points: int) -> list[str]:
-    """``train.eval_every`` giving about ``points`` held-out evaluations over the budget (time or step budgets)."""
+def arm_budget(recipe: Recipe, arm: str) -> str:
+    """The recipe's budget, unless the arm sets its own (``budget=...``, e.g. for a payoff-against-budget curve)."""
+    own = [item.partition("=")[2] for item in recipe.arms[arm] if item.startswith("budget=")]
+    return own[-1] if own else recipe.budget
+
+
+def eval_interval(budget: str, points: int, tokens_per_step: int = 0) -> list[str]:
+    """``train.eval_every`` giving about ``points`` held-out evaluations over the budget (time or step budgets, and
+    token budgets when the tokens per step are known)."""
     from ..training.budget import Budget
 
     if points <= 0:
         return []
     b = Budget.parse(budget)
+    if b.kind == "tokens" and tokens_per_step > 0:
+        return [f"train.eval_every={max(1, int(b.amount / tokens_per_step / points))}-steps"]
     if b.kind == "time":
         return [f"train.eval_every={max(1, int(b.amount / points))}s"]
     if b.kind == "steps":
@@ -192,33 +223,129 @@ def run_recipe(recipe: Recipe) -> Path:
         for seed in recipe.seeds:
             run_dir = out / "arms" / arm / f"seed{seed}"
             summary = _run_pretraining(run_dir, recipe.base, arm_overrides(recipe, arm, seed, corpus, sources))
+            share = (summary.get("machine") or {}).get("cpu_share")
             row = {"arm": arm, "seed": seed, "parameters": summary["parameters"], "tokens": summary["tokens"],
                    "steps": summary["steps"], "charged_seconds": round(summary["charged_seconds"], 1),
                    "scoring_seconds": round(summary.get("scoring_seconds", 0.0), 1),
-                   "heldout_mlm_acc": summary["heldout_mlm_acc"], "heldout_mlm_loss": summary["heldout_mlm_loss"]}  # fmt: skip
-            row.update(_downstream(recipe, run_dir, seed))
+                   "tokens_per_s": round(summary["tokens"] / max(summary["charged_seconds"], 1e-9), 1),
+                   "cpu_share": share, "heldout_mlm_acc": summary["heldout_mlm_acc"],
+                   "heldout_mlm_loss": summary["heldout_mlm_loss"]}  # fmt: skip
+            twin_key, twin = _twin_scores(recipe, out, run_dir)
+            row.update(downstream_columns(recipe, _downstream(recipe, run_dir), twin))
+            if twin_key:
+                row["twin"] = twin_key
             rows.append(row)
     if recipe.inference:
         speeds = _inference(out, recipe)
         for row in rows:
             row["inference_seq_per_s"] = speeds.get(row["arm"])
-    write_results(out, recipe, rows)
+    floors = _cheap_floors(recipe, out)
+    write_results(out, recipe, rows, floors)
     return out
 
 
-def _downstream(recipe: Recipe, run_dir: Path, seed: int) -> dict:
-    from ..finetune import finetune, make_config
+def _finetune_seeds(recipe: Recipe) -> list[int]:
+    return list(range(recipe.finetune_seeds))
 
-    path = run_dir / "downstream.json"
+
+def _scores(recipe: Recipe, checkpoint: str, path: Path, label: str, init_scheme: str | None = None) -> dict:
+    """{task: [validation score per fine-tuning seed]} of ``checkpoint`` (of its random-init twin when
+    ``init_scheme`` is given), cached in ``path`` task by task so an interrupted recipe resumes."""
+    from ..finetune import finetune, make_config
+    from ..finetune.floors import random_init_score
+
     done = json.loads(path.read_text()) if path.exists() else {}
+    seeds = _finetune_seeds(recipe)
     for task in recipe.suite:
-        if task not in done:
-            print(f"  fine-tuning {run_dir} on {task}", flush=True)
-            config = make_config({**recipe.finetune, "seed": seed, "progress": False})
-            result = finetune(str(run_dir / "final"), task, config)
-            done[task] = result["validation"]["score"]
-            path.write_text(json.dumps(done, indent=2))
-    return {f"{task}": done[task] for task in recipe.suite}
+        entry = done.get(task)
+        if isinstance(entry, dict) and entry.get("seeds") == seeds:
+            continue
+        scores = []
+        for s in seeds:
+            print(f"  fine-tuning {label} on {task}, seed {s}", flush=True)
+            config = make_config({**recipe.finetune, "seed": s, "progress": True, "floors": "none"})
+            if init_scheme is None:
+                score = finetune(checkpoint, task, config)["validation"]["score"]
+            else:
+                score = random_init_score(checkpoint, task, config, init_scheme=init_scheme)["score"]
+            print(f"    {task} seed {s}: validation score {score:.1f}", flush=True)
+            scores.append(score)
+        done[task] = {"seeds": seeds, "scores": scores}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(done, indent=2))
+    return {task: done[task]["scores"] for task in recipe.suite}
+
+
+def _downstream(recipe: Recipe, run_dir: Path) -> dict:
+    return _scores(recipe, str(run_dir / "final"), run_dir / "downstream.json", str(run_dir))
+
+
+def _architecture_key(run_dir: Path) -> tuple[str, str]:
+    """A key shared by runs whose models differ only in their weights (shape, kinds, tokenizer), and the run's
+    random-init scheme: runs with the same key share one random-init twin."""
+    import hashlib
+
+    from ..training.loop import saved_config
+
+    config = json.loads((run_dir / "final" / "config.json").read_text())
+    for volatile in ("_name_or_path", "transformers_version", "dtype", "torch_dtype"):
+        config.pop(volatile, None)
+    scheme = saved_config(run_dir).init.scheme if saved_config(run_dir).init.kind == "random" else "bert"
+    text = json.dumps(config, sort_keys=True) + scheme
+    return hashlib.sha256(text.encode()).hexdigest()[:12], scheme
+
+
+def _twin_scores(recipe: Recipe, out: Path, run_dir: Path) -> tuple[str, dict]:
+    """(architecture key, {task: scores}) of the run's random-init twin; ("", {}) without floors."""
+    if not (recipe.floors and recipe.suite):
+        return "", {}
+    key, scheme = _architecture_key(run_dir)
+    scores = _scores(recipe, str(run_dir / "final"), out / "twins" / key / "downstream.json",
+                     f"the random-init twin {key}", init_scheme=scheme)  # fmt: skip
+    return key, scores
+
+
+def _cheap_floors(recipe: Recipe, out: Path) -> dict:
+    """{task: {"majority": score, "bag_of_words": score}} with the recipe's fine-tuning example limits."""
+    from ..finetune import make_config
+    from ..finetune.floors import cheap_floors
+
+    if not (recipe.floors and recipe.suite):
+        return {}
+    config = make_config(recipe.finetune)
+    path = out / "floors.json"
+    cached = json.loads(path.read_text()) if path.exists() else {}
+    limits = [config.max_train_examples, config.max_eval_examples]
+    for task in recipe.suite:
+        if cached.get(task, {}).get("limits") != limits:
+            floors = cheap_floors(task, *limits)
+            cached[task] = {"limits": limits, **{k: v["score"] for k, v in floors.items()}}
+    path.write_text(json.dumps(cached, indent=2))
+    return {task: cached[task] for task in recipe.suite}
+
+
+def downstream_columns(recipe: Recipe, scores: dict, twin: dict) -> dict:
+    """results.csv columns of one run: per task the median over fine-tuning seeds, every seed's score, and the
+    twin's median and the gain over it; then the suite average (per fine-tuning seed: the mean over tasks)."""
+    row = {}
+    for task in recipe.suite:
+        row[task] = statistics.median(scores[task])
+        row[f"{task}_scores"] = ";".join(f"{x:.2f}" for x in scores[task])
+        if twin:
+            row[f"{task}_twin"] = statistics.median(twin[task])
+            row[f"{task}_twin_scores"] = ";".join(f"{x:.2f}" for x in twin[task])
+            row[f"{task}_gain"] = row[task] - row[f"{task}_twin"]
+    if recipe.suite:
+        row["suite_avg_scores"] = ";".join(f"{x:.2f}" for x in suite_averages(scores))
+        if twin:
+            row["suite_avg_twin_scores"] = ";".join(f"{x:.2f}" for x in suite_averages(twin))
+    return row
+
+
+def suite_averages(scores: dict[str, list[float]]) -> list[float]:
+    """The mean over tasks, one value per fine-tuning seed."""
+    per_seed = zip(*scores.values())
+    return [statistics.fmean(values) for values in per_seed]
 
 
 def _inference(out: Path, recipe: Recipe) -> dict[str, float]:
@@ -241,39 +368,147 @@ def _spread(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(values), min(values), max(values)
 
 
-def write_results(out: Path, recipe: Recipe, rows: list[dict]) -> None:
+def _floats(cell) -> list[float]:
+    return [float(x) for x in str(cell).split(";") if x != ""]
+
+
+def _pooled(rows: list[dict], column: str) -> list[float]:
+    """Every pretraining seed's every fine-tuning seed's value of a ``*_scores`` column."""
+    return [x for r in rows for x in _floats(r.get(column, ""))]
+
+
+def write_results(out: Path, recipe: Recipe, rows: list[dict], floors: dict | None = None) -> None:
+    floors = floors or {}
     columns = list(dict.fromkeys(k for row in rows for k in row))
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    lines = [
-        f"# {recipe.name}",
-        "",
-        f"Budget {recipe.budget} per arm, seeds {recipe.seeds}, base `{recipe.base}`. Held-out MLM accuracy: fixed "
-        "seeded 15% mask on the held-out split. Downstream: validation score (0-100), median over seeds [min, max]. "
-        "Every number comes from `results.csv`.",
-        "",
-    ]
+    lines = [f"# {recipe.name}", "", *_intro(recipe), ""]
+    lines += _main_table(recipe, rows, floors)
+    if recipe.suite and (floors or any(f"{recipe.suite[0]}_twin" in r for r in rows)):
+        lines += ["", "## Floors", "", *_floor_table(recipe, rows, floors)]
+    lines += ["", "## What the data says", "", *verdict_lines(recipe, rows), *_share_lines(recipe, rows)]
+    lines += ["", "![held-out MLM accuracy against wall-clock](heldout_accuracy.png)"]
+    if recipe.suite:
+        lines.append("![downstream scores](downstream.png)")
+    if len({r["tokens"] for r in rows}) > 1 and any("suite_avg_twin_scores" in r for r in rows):
+        lines.append("![downstream gain over the random-init twin against tokens seen](payoff.png)")
+    (out / "REPORT.md").write_text("\n".join(lines) + "\n")
+    plot(out, recipe, rows, floors)
+
+
+def _intro(recipe: Recipe) -> list[str]:
+    budgets = sorted({arm_budget(recipe, arm) for arm in recipe.arms})
+    text = (f"Budget {', '.join(budgets)} per arm, pretraining seeds {recipe.seeds}, {recipe.finetune_seeds} "
+            f"fine-tuning seed(s) per pretrained model, base `{recipe.base}`, fine-tuning {recipe.finetune or 'defaults'}. "
+            "Held-out MLM accuracy: fixed seeded 15% mask on the held-out split, median [min, max] over pretraining "
+            "seeds. Downstream: validation score (0-100), median [min, max] over every pretraining x fine-tuning seed; "
+            "⚠ marks a median that does not clear the majority-class floor. CPU share: the training loop's share of "
+            "the machine (1.0 = every thread busy for the whole run). Every number comes from `results.csv`.")  # fmt: skip
+    return [text]
+
+
+def _main_table(recipe: Recipe, rows: list[dict], floors: dict) -> list[str]:
     tasks = list(recipe.suite)
-    header = ["arm", "parameters", "tokens seen", "steps", "held-out MLM acc", *tasks]
+    header = ["arm", "parameters", "tokens seen", "steps", "CPU share", "held-out MLM acc", *tasks]
+    if tasks:
+        header += ["suite average", "gain over random-init"]
     if recipe.inference:
         header.append("inference seq/s (b32, s128, fp32)")
-    lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for arm in recipe.arms:
         arm_rows = [r for r in rows if r["arm"] == arm]
-        acc = _spread([r["heldout_mlm_acc"] for r in arm_rows])
+        if not arm_rows:
+            continue
+        shares = [r["cpu_share"] for r in arm_rows if r.get("cpu_share") is not None]
         cells = [arm, f"{arm_rows[0]['parameters']:,}", f"{int(statistics.median(r['tokens'] for r in arm_rows)):,}",
-                 f"{int(statistics.median(r['steps'] for r in arm_rows)):,}", _fmt(acc, 4)]  # fmt: skip
-        cells += [_fmt(_spread([r[t] for r in arm_rows]), 1) for t in tasks]
+                 f"{int(statistics.median(r['steps'] for r in arm_rows)):,}",
+                 f"{statistics.median(shares):.2f}" if shares else "-",
+                 _fmt(_spread([r["heldout_mlm_acc"] for r in arm_rows]), 4)]  # fmt: skip
+        for task in tasks:
+            values = _pooled(arm_rows, f"{task}_scores")
+            flag = " ⚠" if task in floors and statistics.median(values) <= floors[task]["majority"] else ""
+            cells.append(_fmt(_spread(values), 1) + flag)
+        if tasks:
+            cells.append(_fmt(_spread(_pooled(arm_rows, "suite_avg_scores")), 1))
+            twin = _floats(arm_rows[0].get("suite_avg_twin_scores", ""))
+            gain = statistics.median(_pooled(arm_rows, "suite_avg_scores")) - statistics.median(twin) if twin else None
+            cells.append(f"{gain:+.1f}" if gain is not None else "-")
         if recipe.inference:
             cells.append(f"{arm_rows[0].get('inference_seq_per_s') or float('nan'):.1f}")
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "![held-out MLM accuracy against wall-clock](heldout_accuracy.png)"]
-    if tasks:
-        lines.append("![downstream scores](downstream.png)")
-    (out / "REPORT.md").write_text("\n".join(lines) + "\n")
-    plot(out, recipe, rows)
+    return lines
+
+
+def _floor_table(recipe: Recipe, rows: list[dict], floors: dict) -> list[str]:
+    tasks = list(recipe.suite)
+    lines = ["| floor | " + " | ".join(tasks) + " | suite average |", "|---|" + "---:|" * (len(tasks) + 1)]
+    for key, name in (("majority", "majority class"), ("bag_of_words", "bag-of-words (TF-IDF + linear model)")):
+        if all(task in floors for task in tasks):
+            values = [floors[task][key] for task in tasks]
+            lines.append(
+                f"| {name} | " + " | ".join(f"{v:.1f}" for v in values) + f" | {statistics.fmean(values):.1f} |"
+            )
+    twins: dict[str, list[dict]] = {}
+    for row in rows:
+        if row.get("twin"):
+            twins.setdefault(row["twin"], []).append(row)
+    for group in twins.values():
+        arms = ", ".join(dict.fromkeys(r["arm"] for r in group))
+        cells = [_fmt(_spread(_floats(group[0][f"{task}_twin_scores"])), 1) for task in tasks]
+        cells.append(_fmt(_spread(_floats(group[0]["suite_avg_twin_scores"])), 1))
+        lines.append(f"| random-init twin of {arms} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def verdict_lines(recipe: Recipe, rows: list[dict]) -> list[str]:
+    """One generated statement per comparison: each arm against its random-init twin (suite average) and against
+    the baseline arm (held-out MLM accuracy, suite average), each with its verdict from the seed spread."""
+    from ..finetune.metrics import spread_verdict
+
+    lines = []
+    by_arm = {arm: [r for r in rows if r["arm"] == arm] for arm in recipe.arms}
+    for arm, arm_rows in by_arm.items():
+        mine, twin = _pooled(arm_rows, "suite_avg_scores"), _floats(arm_rows[0].get("suite_avg_twin_scores", ""))
+        if mine and twin:
+            gain = statistics.median(mine) - statistics.median(twin)
+            lines.append(f"- `{arm}` against its random-init twin, suite average: {gain:+.1f} points "
+                         f"({_range(mine)} vs {_range(twin)}): {spread_verdict(mine, twin)}.")  # fmt: skip
+    baseline = recipe.baseline or next(iter(recipe.arms))
+    base_rows = by_arm.get(baseline, [])
+    for arm, arm_rows in by_arm.items():
+        if arm == baseline or not arm_rows or not base_rows:
+            continue
+        a, b = [r["heldout_mlm_acc"] for r in arm_rows], [r["heldout_mlm_acc"] for r in base_rows]
+        lines.append(f"- `{arm}` against `{baseline}`, held-out MLM accuracy: "
+                     f"{statistics.median(a) - statistics.median(b):+.4f} ({_range(a, 4)} vs {_range(b, 4)}): "
+                     f"{spread_verdict(a, b)}.")  # fmt: skip
+        a, b = _pooled(arm_rows, "suite_avg_scores"), _pooled(base_rows, "suite_avg_scores")
+        if a and b:
+            lines.append(f"- `{arm}` against `{baseline}`, suite average: {statistics.median(a) - statistics.median(b):+.1f} "
+                         f"points ({_range(a)} vs {_range(b)}): {spread_verdict(a, b)}.")  # fmt: skip
+    return lines
+
+
+def _range(values: list[float], digits: int = 1) -> str:
+    return f"[{min(values):.{digits}f}, {max(values):.{digits}f}]"
+
+
+def _share_lines(recipe: Recipe, rows: list[dict]) -> list[str]:
+    from ..training.share import LOW_SHARE, flag_low_share
+
+    shares = {f"{r['arm']} seed {r['seed']}": r.get("cpu_share") for r in rows}
+    flagged = [name for name, low in flag_low_share(shares).items() if low]
+    if not flagged:
+        return []
+    budgets = {arm_budget(recipe, arm) for arm in recipe.arms}
+    timed = any(not b.endswith(("tokens", "steps")) for b in budgets)
+    consequence = ("its wall-clock budget bought it less work than the others: compare tokens seen, or rerun on an "
+                   "idle machine or with a token budget" if timed else
+                   "the budget is counted in tokens or steps, so this changed how long it took, not what it learnt")  # fmt: skip
+    return [f"- ⚠ Machine share: {', '.join(flagged)} got less than {LOW_SHARE:.0%} of the best run's CPU share; "
+            f"{consequence}."]  # fmt: skip
 
 
 def _fmt(spread: tuple[float, float, float], digits: int) -> str:
@@ -283,7 +518,7 @@ def _fmt(spread: tuple[float, float, float], digits: int) -> str:
     return f"{median:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def plot(out: Path, recipe: Recipe, rows: list[dict]) -> None:
+def plot(out: Path, recipe: Recipe, rows: list[dict], floors: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -298,28 +533,73 @@ def plot(out: Path, recipe: Recipe, rows: list[dict]) -> None:
                 ax.plot([x / 60 for x in xs], ys, marker="o", label=arm if seed == recipe.seeds[0] else None)
     ax.set_xlabel("charged wall-clock (minutes)")
     ax.set_ylabel("held-out MLM accuracy")
-    ax.set_title(f"{recipe.name}: held-out MLM accuracy, budget {recipe.budget}")
+    ax.set_title(f"{recipe.name}: held-out MLM accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "heldout_accuracy.png", dpi=120)
     plt.close(fig)
+    if recipe.suite:
+        _plot_downstream(plt, out, recipe, rows, floors or {})
+    if len({r["tokens"] for r in rows}) > 1 and any("suite_avg_twin_scores" in r for r in rows):
+        _plot_payoff(plt, out, recipe, rows)
+
+
+def _plot_downstream(plt, out: Path, recipe: Recipe, rows: list[dict], floors: dict) -> None:
     tasks = list(recipe.suite)
-    if not tasks:
+    groups = {arm: {t: _pooled([r for r in rows if r["arm"] == arm], f"{t}_scores") for t in tasks}
+              for arm in recipe.arms}  # fmt: skip
+    twin_rows = [r for r in rows if f"{tasks[0]}_twin_scores" in r]
+    if twin_rows:
+        groups["random-init twin"] = {t: _floats(twin_rows[0][f"{t}_twin_scores"]) for t in tasks}
+    groups = {name: g for name, g in groups.items() if all(g.values())}
+    if not groups:
         return
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(recipe.arms) * len(tasks)), 4.5))
-    width = 0.8 / len(recipe.arms)
-    for i, arm in enumerate(recipe.arms):
-        arm_rows = [r for r in rows if r["arm"] == arm]
-        med = [statistics.median(r[t] for r in arm_rows) for t in tasks]
-        low = [m - min(r[t] for r in arm_rows) for m, t in zip(med, tasks)]
-        high = [max(r[t] for r in arm_rows) - m for m, t in zip(med, tasks)]
-        ax.bar([j + i * width for j in range(len(tasks))], med, width, yerr=[low, high], capsize=3, label=arm)
-    ax.set_xticks([j + width * (len(recipe.arms) - 1) / 2 for j in range(len(tasks))])
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(groups) * len(tasks)), 4.5))
+    width = 0.8 / len(groups)
+    for i, (name, scores) in enumerate(groups.items()):
+        med = [statistics.median(scores[t]) for t in tasks]
+        low = [m - min(scores[t]) for m, t in zip(med, tasks)]
+        high = [max(scores[t]) - m for m, t in zip(med, tasks)]
+        hatch = "//" if name == "random-init twin" else None
+        ax.bar([j + i * width for j in range(len(tasks))], med, width, yerr=[low, high], capsize=3, label=name,
+               hatch=hatch)  # fmt: skip
+    for j, task in enumerate(tasks):
+        for key, style in (("majority", ":"), ("bag_of_words", "--")):
+            if task in floors:
+                ax.hlines(floors[task][key], j - width / 2, j + 0.8 - width / 2, colors="black", linestyles=style,
+                          label=key.replace("_", "-") if j == 0 else None)  # fmt: skip
+    ax.set_xticks([j + width * (len(groups) - 1) / 2 for j in range(len(tasks))])
     ax.set_xticklabels(tasks)
     ax.set_ylabel("validation score (0-100)")
-    ax.set_title(f"{recipe.name}: downstream, median and min-max over seeds")
+    ax.set_title(f"{recipe.name}: downstream, median and min-max over seeds, with floors")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "downstream.png", dpi=120)
+    plt.close(fig)
+
+
+def _plot_payoff(plt, out: Path, recipe: Recipe, rows: list[dict]) -> None:
+    """The suite-average gain of each pretrained model over its random-init twin, against tokens seen."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    points = []
+    for row in rows:
+        mine, twin = _floats(row.get("suite_avg_scores", "")), _floats(row.get("suite_avg_twin_scores", ""))
+        if mine and twin:
+            gains = [a - statistics.median(twin) for a in mine]
+            points.append((row["tokens"] / 1e6, statistics.median(gains), min(gains), max(gains), row["arm"]))
+    points.sort()
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    ax.errorbar(xs, ys, yerr=[[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]], marker="o", capsize=4)
+    for x, y, *_, arm in points:
+        ax.annotate(arm, (x, y), textcoords="offset points", xytext=(4, 6), fontsize=8)
+    ax.axhline(0.0, color="black", linestyle=":", label="random-init twin")
+    ax.set_xlabel("pretraining tokens seen (millions)")
+    ax.set_ylabel("suite-average gain over the twin (points)")
+    ax.set_title(f"{recipe.name}: what pretraining buys downstream")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "payoff.png", dpi=120)
     plt.close(fig)

@@ -41,9 +41,9 @@ def compute_metrics(names: tuple[str, ...] | list[str], predictions, labels, kin
         elif name == "matthews_correlation":
             out[name] = float(matthews_corrcoef(labels, predictions))
         elif name == "pearson":
-            out[name] = float(pearsonr(predictions, labels)[0]) if np.std(predictions) > 0 else 0.0
+            out[name] = float(pearsonr(predictions, labels)[0]) if np.ptp(predictions) > 0 else 0.0
         elif name == "spearmanr":
-            out[name] = float(spearmanr(predictions, labels)[0]) if np.std(predictions) > 0 else 0.0
+            out[name] = float(spearmanr(predictions, labels)[0]) if np.ptp(predictions) > 0 else 0.0
         else:
             raise MetricError(f"unknown metric {name!r}; accepted: {', '.join(CLASS_METRICS + REGRESSION_METRICS)}")
     return out
@@ -70,3 +70,26 @@ def glue_score(task_scores: dict[str, float]) -> dict[str, float]:
         "glue_without_wnli": float(np.mean(list(without.values()))) if without else float("nan"),
         "tasks": len(scores),
     }
+
+
+NOT_CALLED = "not called (needs at least 2 seeds on each side)"
+EXCEEDS = "exceeds the seed spread"
+WITHIN = "within noise"
+
+
+def spread_verdict(a: list[float], b: list[float]) -> str:
+    """Is the difference between two sets of seed results real? It *exceeds the seed spread* when the ranges do
+    not overlap (every seed of one side beats every seed of the other), and is *within noise* otherwise. With fewer
+    than two seeds a side there is no spread to judge by: not called."""
+    if len(a) < 2 or len(b) < 2:
+        return NOT_CALLED
+    if min(a) > max(b) or max(a) < min(b):
+        return EXCEEDS
+    return WITHIN
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median and range of seed results (``scores`` keeps them all)."""
+    import statistics
+
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "scores": list(values)}

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import random
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,11 +50,15 @@ class FinetuneConfig:
     device: str = "auto"
     precision: str = "fp32"  # fp32 | bf16
     progress: bool = True
+    floors: str = "all"  # all | cheap | none: majority, bag-of-words and (all) a random-init twin beside the score
 
 
 PROTOCOLS = {
     # the Cramming-like single recipe: a few epochs, one learning rate for every task, 10% warm-up
     "sane": {"lr": 4e-5, "epochs": 5, "batch_size": 32, "warmup": 0.1, "patience": 0, "keep_best": False},
+    # small encoders (BERT-mini-sized, e.g. cpu-small): a higher learning rate, chosen by a grid on validation
+    # (benchmarks/finetune_grid.py; results/finetune-grid/GRID.md), as the compact-BERT release did per task
+    "small": {"lr": 3e-4, "epochs": 4, "batch_size": 32, "warmup": 0.1, "patience": 0, "keep_best": False},
     # the papers' authors' recipe: lr 4e-5, batch 128, up to 50 epochs, early stopping on validation loss (5)
     "author": {"lr": 4e-5, "epochs": 50, "batch_size": 128, "warmup": 0.1, "patience": 5, "keep_best": True},
 }
@@ -81,6 +84,10 @@ def make_config(overrides: dict | None = None) -> FinetuneConfig:
         except (TypeError, ValueError) as err:
             raise FinetuneError(f"{key}: cannot use {value!r} (expected {type(current).__name__})") from err
         setattr(config, key, value)
+    from .floors import FLOOR_CHOICES
+
+    if config.floors not in FLOOR_CHOICES:
+        raise FinetuneError(f"floors={config.floors!r}; accepted: {', '.join(FLOOR_CHOICES)}")
     return config
 
 
@@ -211,25 +218,33 @@ def _uses_types(model) -> bool:
     return getattr(model.config, "type_vocab_size", 0) > 0
 
 
+def task_splits(spec: TaskSpec, max_train_examples: int = 0, max_eval_examples: int = 0) -> dict:
+    """The task's labelled splits (role -> rows), the first ``max_*_examples`` of each (0 = all)."""
+    data = load_task(spec, seed=0)
+    if "validation" not in data:
+        raise FinetuneError(f"task {spec.name} has no validation split (splits: {', '.join(data)})")
+    splits = {}
+    for role, rows in data.items():
+        limit = max_train_examples if role == "train" else max_eval_examples
+        if limit:
+            rows = rows.select(range(min(limit, len(rows))))
+        if role.startswith("test") and spec.kind == "classification" and len(rows) and min(rows["label"]) < 0:
+            continue  # GLUE test sets carry no labels
+        splits[role] = rows
+    return splits
+
+
 def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save: str | None = None) -> dict:
-    """Fine-tune ``checkpoint`` on ``task``; returns metrics on validation (and test where it has labels)."""
+    """Fine-tune ``checkpoint`` on ``task``; returns metrics on validation (and test where it has labels), and the
+    floors ``config.floors`` asks for (``floors``: majority, bag_of_words, random_init; ``below_majority``)."""
     spec = get_task(task) if isinstance(task, str) else task
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     device = _device(config.device)
     model, tokenizer = load_classifier(checkpoint, spec)
     model.to(device)
-    data = load_task(spec, seed=0)
-    if "validation" not in data:
-        raise FinetuneError(f"task {spec.name} has no validation split (splits: {', '.join(data)})")
-    splits = {}
-    for role, rows in data.items():
-        limit = config.max_train_examples if role == "train" else config.max_eval_examples
-        if limit:
-            rows = rows.select(range(min(limit, len(rows))))
-        if role.startswith("test") and spec.kind == "classification" and len(rows) and min(rows["label"]) < 0:
-            continue  # GLUE test sets carry no labels
-        splits[role] = encode(tokenizer, rows, spec, config.max_seq_len)
+    rows = task_splits(spec, config.max_train_examples, config.max_eval_examples)
+    splits = {role: encode(tokenizer, r, spec, config.max_seq_len) for role, r in rows.items()}
     if config.freeze_encoder:
         base = getattr(model, model.base_model_prefix)
         base.requires_grad_(False)
@@ -279,6 +294,9 @@ def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save
         train_seconds += time.perf_counter() - t0
         val = evaluate(model, splits["validation"], spec, config, pad_id, device)
         history.append({"epoch": epoch + 1, **val})
+        if progress is not None:
+            progress.write(f"  {spec.name} epoch {epoch + 1}/{config.epochs}: validation score {val['score']:.1f}, "
+                           f"loss {val['loss']:.4f} ({time.time() - started:.0f} s)")  # fmt: skip
         if best is None or val["loss"] < best["loss"]:
             best, waited = {"epoch": epoch + 1, **val}, 0
             if config.keep_best:
@@ -308,6 +326,11 @@ def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save
     for role in splits:
         if role not in ("train", "validation"):
             result[role] = evaluate(model, splits[role], spec, config, pad_id, device)
+    if config.floors != "none":
+        from .floors import below_majority, floors_for
+
+        result["floors"] = floors_for(str(checkpoint), spec, config)
+        result["below_majority"] = below_majority(result["validation"]["score"], result["floors"])
     if save:
         Path(save).mkdir(parents=True, exist_ok=True)
         model.save_pretrained(save)
@@ -325,22 +348,34 @@ SUITES = {
 
 
 def evaluate_suite(checkpoint: str, tasks: list[str], seeds: int, config: FinetuneConfig) -> dict:
-    """Fine-tune on every task with ``seeds`` seeds: per-task median and spread (min-max) of the score, and, for
-    GLUE tasks, the GLUE score with and without WNLI."""
-    from .metrics import glue_score
+    """Fine-tune on every task with ``seeds`` seeds: per-task median and spread (min-max) of the score, the floors
+    (majority class, bag-of-words, and the random-init twin fine-tuned with the same seeds), the gain over the twin
+    with a verdict from the seed spread, and, for GLUE tasks, the GLUE score with and without WNLI."""
+    from .floors import cheap_floors, random_init_score
+    from .metrics import glue_score, spread, spread_verdict
 
     per_task: dict[str, dict] = {}
     for task in tasks:
-        runs = [finetune(checkpoint, task, dataclasses.replace(config, seed=config.seed + s)) for s in range(seeds)]
+        configs = [dataclasses.replace(config, seed=config.seed + s, floors="none") for s in range(seeds)]
+        runs = [finetune(checkpoint, task, c) for c in configs]
         entries = {"validation": [r["validation"]["score"] for r in runs]}
         if "validation_mismatched" in runs[0]:
             entries["validation_mismatched"] = [r["validation_mismatched"]["score"] for r in runs]
-        per_task[task] = {
-            role: {"median": statistics.median(v), "min": min(v), "max": max(v), "scores": v}
-            for role, v in entries.items()
-        }
+        per_task[task] = {role: spread(v) for role, v in entries.items()}
         per_task[task]["metrics"] = [r["validation"] for r in runs]
-    result = {"checkpoint": checkpoint, "seeds": seeds, "protocol": config.protocol, "tasks": per_task}
+        if config.floors != "none":
+            floors = {k: v["score"] for k, v in cheap_floors(task, config.max_train_examples,
+                                                             config.max_eval_examples).items()}  # fmt: skip
+            median = per_task[task]["validation"]["median"]
+            per_task[task]["below_majority"] = median <= floors["majority"]
+            if config.floors == "all":
+                twin = [random_init_score(checkpoint, task, c)["score"] for c in configs]
+                floors["random_init"] = spread(twin)
+                per_task[task]["gain_over_random_init"] = median - floors["random_init"]["median"]
+                per_task[task]["verdict"] = spread_verdict(entries["validation"], twin)
+            per_task[task]["floors"] = floors
+    result = {"checkpoint": checkpoint, "seeds": seeds, "protocol": config.protocol, "floors": config.floors,
+              "tasks": per_task}  # fmt: skip
     glue = {}
     for task, entry in per_task.items():
         if task in SUITES["glue"]:
@@ -357,14 +392,28 @@ def evaluate_suite(checkpoint: str, tasks: list[str], seeds: int, config: Finetu
 
 def suite_markdown(result: dict) -> str:
     lines = [f"Checkpoint `{result['checkpoint']}`, protocol `{result['protocol']}`, {result['seeds']} seed(s): "
-             "validation score (0-100), median and min-max.", "",
-             "| task | median | min | max |", "|---|---:|---:|---:|"]  # fmt: skip
+             "validation score (0-100), median and min-max, beside its floors: the majority class, a bag-of-words "
+             "model (TF-IDF + logistic / ridge regression) and the random-init twin (same shape, random weights, "
+             "same fine-tuning and seeds). ⚠ marks a score that does not clear the majority floor.", "",
+             "| task | median | min | max | majority | bag-of-words | random-init | gain | verdict |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
     for task, entry in result["tasks"].items():
+        floors = entry.get("floors", {})
+        twin = floors.get("random_init")
         for role in ("validation", "validation_mismatched"):
-            if role in entry:
-                name = task if role == "validation" else f"{task} (mismatched)"
-                e = entry[role]
-                lines.append(f"| {name} | {e['median']:.1f} | {e['min']:.1f} | {e['max']:.1f} |")
+            if role not in entry:
+                continue
+            name = task if role == "validation" else f"{task} (mismatched)"
+            e = entry[role]
+            flag = " ⚠" if role == "validation" and entry.get("below_majority") else ""
+            cells = [name, f"{e['median']:.1f}{flag}", f"{e['min']:.1f}", f"{e['max']:.1f}"]
+            if role == "validation" and floors:
+                cells += [f"{floors['majority']:.1f}", f"{floors['bag_of_words']:.1f}",
+                          f"{twin['median']:.1f} [{twin['min']:.1f}, {twin['max']:.1f}]" if twin else "-",
+                          f"{entry['gain_over_random_init']:+.1f}" if twin else "-", entry.get("verdict", "-")]  # fmt: skip
+            else:
+                cells += ["-"] * 5
+            lines.append("| " + " | ".join(cells) + " |")
     if "glue" in result:
         g = result["glue"]
         lines += ["", f"GLUE score: {g['glue']:.1f} ({g['tasks']} tasks); without WNLI: {g['glue_without_wnli']:.1f}"]

@@ -33,6 +33,7 @@ from ..modeling import HBertConfig, HBertForMaskedLM
 from ..objectives import kd_loss
 from .budget import Budget, BudgetState, lr_multiplier, parse_interval
 from .init import frozen_parameters, subln_scale, transfer
+from .share import MachineShare
 
 EVAL_MASK_SEED = 20240611  # one fixed held-out mask for every run, architecture and masking strategy
 
@@ -593,6 +594,7 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
     window = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "correct": 0, "n": 0, "steps": 0, "seconds": 0.0, "masking": {}}
     status = "completed"
     started = time.time()
+    machine_share = MachineShare(device.type)
 
     with _Signals() as signals:
         while not budget_state.exhausted(budget):
@@ -768,7 +770,8 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
 
     if progress_bar is not None:
         progress_bar.close()
-    summary = {"status": status, "budget": config.budget, "budget_kind": budget.kind,
+    machine = machine_share.report()  # the training loop's share of the machine, before the final evaluation
+    summary = {"status": status, "budget": config.budget, "budget_kind": budget.kind, "machine": machine,
                **dataclasses.asdict(budget_state), "progress": budget_state.progress(budget),
                "world_size": d.world, "precision": precision, "init": {k: v for k, v in init_report.items()
                                                                        if k != "copied"}}  # fmt: skip

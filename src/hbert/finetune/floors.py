@@ -1,0 +1,134 @@
+"""The floors every downstream score stands next to.
+
+A fine-tuned score means little alone: small tasks are often won by always answering the frequent class, a
+bag-of-words model is strong on lexical tasks such as sentiment, and a small encoder trained from random weights
+on the task can match a briefly pretrained one. So every score is reported beside
+
+- ``majority``: the most frequent training label (classification) or the training mean (regression, whose
+  correlation metrics are then 0), scored on validation;
+- ``bag_of_words``: TF-IDF over word uni- and bigrams + logistic regression (classification) or ridge regression
+  (regression), scikit-learn defaults, fitted on the same training rows the encoder sees;
+- ``random_init``: an encoder of the same shape and tokenizer with freshly initialised weights, fine-tuned with the
+  same settings and seed: what pretraining bought is the distance to this one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..data.tasks import TaskSpec, get_task
+from .metrics import compute_metrics, task_score
+
+FLOOR_CHOICES = ("all", "cheap", "none")  # all = majority + bag-of-words + random-init twin; cheap = no twin
+
+
+def _scored(spec: TaskSpec, predictions, labels) -> dict:
+    metrics = compute_metrics(spec.metrics, predictions, labels, spec.kind)
+    metrics["score"] = task_score(metrics, spec.metrics, spec.average_metrics)
+    return metrics
+
+
+def _labels(rows, spec: TaskSpec) -> np.ndarray:
+    return np.asarray(rows["label"], dtype=np.float64 if spec.kind == "regression" else np.int64)
+
+
+def majority_floor(spec: TaskSpec, train_rows, eval_rows) -> dict:
+    """The constant answer learnt from the training rows: the most frequent class, or the mean value."""
+    train, labels = _labels(train_rows, spec), _labels(eval_rows, spec)
+    if spec.kind == "regression":
+        constant = float(train.mean())
+    else:
+        values, counts = np.unique(train, return_counts=True)
+        constant = int(values[np.argmax(counts)])
+    return _scored(spec, np.full(len(labels), constant), labels)
+
+
+def _texts(rows, spec: TaskSpec) -> list[str]:
+    columns = [list(rows[f]) for f in spec.text_fields]
+    return [" [SEP] ".join(str(part) for part in parts) for parts in zip(*columns)]
+
+
+def bag_of_words_floor(spec: TaskSpec, train_rows, eval_rows) -> dict:
+    """TF-IDF (uni- and bigrams) + a linear model, fitted on ``train_rows``, scored on ``eval_rows``."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
+    x_train = vectorizer.fit_transform(_texts(train_rows, spec))
+    x_eval = vectorizer.transform(_texts(eval_rows, spec))
+    y_train = _labels(train_rows, spec)
+    if spec.kind == "regression":
+        model = Ridge(alpha=1.0).fit(x_train, y_train)
+    elif len(np.unique(y_train)) < 2:
+        return majority_floor(spec, train_rows, eval_rows)  # one class only: nothing to fit
+    else:
+        model = LogisticRegression(max_iter=2000).fit(x_train, y_train)
+    return _scored(spec, model.predict(x_eval), _labels(eval_rows, spec))
+
+
+def cheap_floors(spec: TaskSpec | str, max_train_examples: int = 0, max_eval_examples: int = 0) -> dict:
+    """``{"majority": metrics, "bag_of_words": metrics}`` on the validation split, with the same example limits
+    as fine-tuning."""
+    from .trainer import task_splits
+
+    spec = get_task(spec) if isinstance(spec, str) else spec
+    splits = task_splits(spec, max_train_examples, max_eval_examples)
+    train, validation = splits["train"], splits["validation"]
+    return {
+        "majority": majority_floor(spec, train, validation),
+        "bag_of_words": bag_of_words_floor(spec, train, validation),
+    }
+
+
+def random_init_twin(checkpoint: str, out_dir: str | os.PathLike, seed: int = 0, init_scheme: str = "bert") -> Path:
+    """Save, in ``out_dir``, a masked-LM model with the configuration and tokenizer of ``checkpoint`` and freshly
+    initialised weights (the model class's own initialisation, seeded; ``init_scheme="subln"`` applies the Sub-LN
+    scaling a pretraining run with ``init.scheme=subln`` starts from): the pretrained model's control."""
+    import torch
+    from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+
+    import hbert.modeling  # noqa: F401 - registers the hbert classes with the Auto factories
+
+    config = AutoConfig.from_pretrained(checkpoint)
+    torch.manual_seed(seed)
+    model = AutoModelForMaskedLM.from_config(config)
+    if init_scheme == "subln":
+        from ..training.init import subln_scale
+
+        subln_scale(model)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(checkpoint).save_pretrained(out_dir)
+    return out_dir
+
+
+def random_init_score(checkpoint: str, spec: TaskSpec | str, config, init_scheme: str = "bert") -> dict:
+    """Validation metrics of the random-init twin of ``checkpoint`` fine-tuned exactly like ``config`` says (the
+    twin's weights are seeded with the fine-tuning seed, so seeds spread both)."""
+    from .trainer import finetune
+
+    with tempfile.TemporaryDirectory(prefix="hbert-twin-") as tmp:
+        twin = random_init_twin(checkpoint, tmp, seed=config.seed, init_scheme=init_scheme)
+        result = finetune(str(twin), spec, dataclasses.replace(config, floors="none"))
+    return result["validation"]
+
+
+def floors_for(checkpoint: str, spec: TaskSpec, config) -> dict:
+    """The floors ``config.floors`` asks for, each as validation metrics with a ``score``."""
+    if config.floors == "none":
+        return {}
+    out = cheap_floors(spec, config.max_train_examples, config.max_eval_examples)
+    if config.floors == "all":
+        out["random_init"] = random_init_score(checkpoint, spec, config)
+    return out
+
+
+def below_majority(score: float, floors: dict) -> bool:
+    """Does a score fail to clear the majority floor?"""
+    return "majority" in floors and score <= floors["majority"]["score"]
