@@ -267,7 +267,7 @@ def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save
     if config.progress:
         from tqdm.auto import tqdm
 
-        progress = tqdm(total=total, desc=f"finetune {spec.name}", unit="step", leave=False)
+        progress = tqdm(total=total, desc=f"finetune {spec.name}", unit="step", leave=False, disable=None)
     for epoch in range(config.epochs):
         model.train()
         if config.freeze_encoder:
