@@ -31,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from .._optional import MissingDependency, require
 from ..config import ConfigError, load_config
 
 
@@ -273,7 +274,10 @@ def write_results(out: Path, recipe: Recipe, rows: list[dict]) -> None:
     if tasks:
         lines.append("![downstream scores](downstream.png)")
     (out / "REPORT.md").write_text("\n".join(lines) + "\n")
-    plot(out, recipe, rows)
+    try:
+        plot(out, recipe, rows)
+    except MissingDependency as err:  # the report and results.csv are complete without the plots
+        print(f"  no plots: {err}", flush=True)
 
 
 def _fmt(spread: tuple[float, float, float], digits: int) -> str:
@@ -284,7 +288,7 @@ def _fmt(spread: tuple[float, float, float], digits: int) -> str:
 
 
 def plot(out: Path, recipe: Recipe, rows: list[dict]) -> None:
-    import matplotlib
+    matplotlib = require("matplotlib", "the recipe report's plots")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
