@@ -9,7 +9,7 @@ TORCH_PIN ?= torch==2.13.0
 CONSTRAINTS ?= constraints.txt
 LOWEST_VENV ?= .venv-lowest
 
-.PHONY: setup test test-lowest lint demo bench gpu-check clean
+.PHONY: setup test test-lowest lint demo bench gpu-check gpu-carry clean
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,9 +43,16 @@ test-lowest:
 		tests/test_bert_equivalence.py tests/test_config.py
 
 # Correctness and speed on the GPU at hand (see benchmarks/GPU_README.md); GPU_CHECK_ARGS=--tiny on a CPU.
-GPU_CHECK_OUT ?= benchmarks/gpu-check
+GPU_CHECK_OUT ?= benchmarks
 gpu-check: setup
 	$(PY) benchmarks/gpu_check.py --out $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS)
+
+# What a GPU machine without internet needs for recipes/gpu-smoke.yaml: the prepared offline corpus, in an ignored
+# folder that travels with the working tree.
+gpu-carry: setup
+	rm -rf .gpu-carry/offline-en-128 && mkdir -p .gpu-carry
+	cp -r "$$($(VENV)/bin/hbert data prepare --corpus offline-en --seq-len 128 --quiet --json \
+		| $(PY) -c 'import json, sys; print(json.load(sys.stdin)["path"])')" .gpu-carry/offline-en-128
 
 clean:
 	rm -rf $(VENV) $(LOWEST_VENV) runs .pytest_cache .ruff_cache
