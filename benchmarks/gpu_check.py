@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -199,10 +200,12 @@ def train_step(ctx: Context, model, ids, labels, compile_: bool):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     fwd = compile_model(model, ctx.compile_backend) if compile_ else model
 
-    def step():
+    def step(sync: bool = False):
         with ctx.autocast():
             loss = fwd(input_ids=ids, labels=labels).loss
         loss.backward()
+        if sync:  # what the training loop does every step: decide on the host whether the loss is finite
+            bool(torch.isfinite(loss))
         opt.step()
         opt.zero_grad(set_to_none=True)
 
@@ -453,9 +456,15 @@ def check_train_speed(ctx: Context, report: Report, arms: tuple[str, ...]) -> No
             torch.manual_seed(0)
             with torch.device(ctx.device):  # initialised in place: no 110M-parameter init on the host
                 model = build(ctx)
-            seconds = time_per_step(ctx, train_step(ctx, model, ids, labels, compile_), ctx.steps)
+            step = train_step(ctx, model, ids, labels, compile_)
+            seconds = time_per_step(ctx, step, ctx.steps)
             times[arm] = seconds
             detail = f"{seconds * 1e3:.1f} ms/step, {tokens / seconds:,.0f} tokens/s"
+            if arm == "hbert bert compiled":
+                synced = time_per_step(ctx, functools.partial(step, sync=True), ctx.steps, warmup=1)
+                report.add("speed", "cost of one host sync per step (hbert bert compiled)", "measured",
+                           f"{synced * 1e3:.1f} ms/step with it, {seconds * 1e3:.1f} without: "
+                           f"{synced / seconds - 1:+.1%}", seconds=synced)  # fmt: skip
             if arm.startswith("hbert") and ctx.peak:
                 preset = arm.split()[1]
                 flops = flops_per_token(ctx.config(preset), ctx.seq)["train"] * tokens / seconds

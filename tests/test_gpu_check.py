@@ -56,6 +56,7 @@ def test_dry_run_measures_every_speed_figure(report):
     for arm in ("hbert bert compiled", "HF BertForMaskedLM eager", "HF BertForMaskedLM compiled",
                 "HF ModernBertForMaskedLM eager", "hbert additive compiled", "hbert hbert-v2 compiled"):  # fmt: skip
         assert speed[f"train step, {arm}"]["seconds"] > 0
+    assert speed["cost of one host sync per step (hbert bert compiled)"]["seconds"] > 0
     assert any(n.startswith("encoder forward") for n in speed)
     assert "masking step, self, candidates c=2" in speed and "masking step, self, token-stats" in speed
     assert markdown.startswith("# hbert GPU check (tiny dry run)") and "## Targets" in markdown
