@@ -38,7 +38,7 @@ bench: setup
 test-lowest:
 	rm -rf $(LOWEST_VENV) && $(PYTHON) -m venv $(LOWEST_VENV)
 	$(LOWEST_VENV)/bin/python -m pip install -q -r constraints-lowest.txt pytest
-	$(LOWEST_VENV)/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(LOWEST_VENV)/bin/python -m pip install -q --no-deps -e .
 	$(LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_install.py::test_lowest_smoke \
 		tests/test_bert_equivalence.py tests/test_config.py
 
