@@ -54,7 +54,8 @@ def test_dry_run_measures_every_speed_figure(report):
     _, data, markdown = report
     speed = {c["name"]: c for c in data["checks"] if c["section"] == "speed"}
     for arm in ("hbert bert compiled", "HF BertForMaskedLM eager", "HF BertForMaskedLM compiled",
-                "HF ModernBertForMaskedLM eager", "hbert additive compiled", "hbert hbert-v2 compiled"):  # fmt: skip
+                "HF ModernBertForMaskedLM eager", "hbert additive compiled", "hbert hbert-v1 compiled",
+                "hbert hbert-v2 compiled"):  # fmt: skip
         assert speed[f"train step, {arm}"]["seconds"] > 0
     assert speed["cost of one host sync per step (hbert bert compiled)"]["seconds"] > 0
     assert any(n.startswith("encoder forward") for n in speed)
