@@ -41,6 +41,9 @@ def test_checkpoint_is_safetensors_with_auto_map_and_code(tmp_path):
         "AutoModel",
         "AutoModelForMaskedLM",
         "AutoModelForSequenceClassification",
+        "AutoModelForTokenClassification",
+        "AutoModelForQuestionAnswering",
+        "AutoModelForMultipleChoice",
     }
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..data.tasks import TaskSpec, get_task, load_task
+from ..data.tokenizer import save_with_model
 from .metrics import compute_metrics, task_score
 
 
@@ -311,7 +312,8 @@ def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save
     if save:
         Path(save).mkdir(parents=True, exist_ok=True)
         model.save_pretrained(save)
-        tokenizer.save_pretrained(save)
+        limit = getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
+        save_with_model(tokenizer, save, limit)
         (Path(save) / "finetune.json").write_text(json.dumps(result, indent=2))
     return result
 
