@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.tasks import TaskSpec, get_task, load_task
+from ..data.tasks import TOKEN_KIND, TaskSpec, get_task, load_task
 from ..data.tokenizer import save_with_model
 from .metrics import compute_metrics, task_score
 
@@ -215,6 +215,10 @@ def _uses_types(model) -> bool:
 def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save: str | None = None) -> dict:
     """Fine-tune ``checkpoint`` on ``task``; returns metrics on validation (and test where it has labels)."""
     spec = get_task(task) if isinstance(task, str) else task
+    if spec.kind == TOKEN_KIND:
+        from .tokens import finetune_tokens
+
+        return finetune_tokens(checkpoint, spec, config, save)
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     device = _device(config.device)
