@@ -69,7 +69,7 @@ def _cmd_showcase(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_prepare(args: argparse.Namespace) -> int:
-    from .data.corpus import CorpusSettings, format_manifest, prepare_corpus
+    from .data.corpus import CorpusSettings, available_cores, format_manifest, prepare_corpus
     from .data.tasks import evaluation_hashes
 
     decon = tuple(x for x in args.decontaminate.split(",") if x) if args.decontaminate != "none" else ()
@@ -90,7 +90,7 @@ def _cmd_data_prepare(args: argparse.Namespace) -> int:
         args.out,
         decontamination=(lambda: evaluation_hashes(decon)) if decon else None,
         progress=not args.quiet,
-        workers=max(1, args.workers),
+        workers=args.workers if args.workers > 0 else available_cores(),
     )
     manifest = json.loads((path / "manifest.json").read_text())
     if args.json:
@@ -330,8 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--extras", default="", help="offline extras, comma separated: shakespeare")
     prep.add_argument("--text-field", "--text-column", dest="text_column", default="text",
                       help="text field of hub / disk datasets and JSONL, Parquet, Arrow files")  # fmt: skip
-    prep.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                      help="processes that tokenise (default: every core; the corpus is the same for any number)")  # fmt: skip
+    prep.add_argument("--workers", type=int, default=0,
+                      help="processes that tokenise (default 0: every core; the corpus is the same for any number)")  # fmt: skip
     prep.add_argument("--streaming", action="store_true", help="stream a hub dataset instead of downloading it")
     prep.add_argument(
         "--decontaminate",

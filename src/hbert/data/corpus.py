@@ -212,6 +212,14 @@ def _place(doc: str, seed: int, heldout_fraction: float, banned: set[int]) -> tu
 # ------------------------------------------------------------------------------------------ parallel packing
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS reports one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class _Packer:
     """Decontaminates, splits and tokenises a batch of documents: the CPU-bound part of preparation, run in
     worker processes for large corpora (each result depends on its document alone, so the output is the same
