@@ -4,6 +4,7 @@ F1 / precision / recall by seqeval, computed locally."""
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import time
@@ -95,7 +96,9 @@ def _lr_scale(step: int, warmup: int, total: int) -> float:
 
 
 def finetune_tokens(checkpoint: str, spec: TaskSpec, config, save: str | None = None) -> dict:
-    """Fine-tune ``checkpoint`` on a token-level task with the settings of ``config`` (a ``FinetuneConfig``)."""
+    """Fine-tune ``checkpoint`` on a token-level task with the settings of ``config`` (a ``FinetuneConfig``: lr,
+    epochs, batch size, warm-up, weight decay, patience, keep_best, freeze_encoder, seed, limits, device,
+    precision). Batches are always padded to their own longest sequence."""
     from transformers import DataCollatorForTokenClassification
 
     from .trainer import FinetuneError, _device
@@ -115,11 +118,13 @@ def finetune_tokens(checkpoint: str, spec: TaskSpec, config, save: str | None = 
             rows = rows.select(range(min(limit, len(rows))))
         splits[role] = encode_words(tokenizer, rows, spec.text_fields[0], config.max_seq_len)
     collator = DataCollatorForTokenClassification(tokenizer, return_tensors="pt")
+    if config.freeze_encoder:  # a linear probe: only the tagging layer learns
+        getattr(model, model.base_model_prefix).requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     train = splits["train"]
     total = max(1, math.ceil(len(train) / config.batch_size) * config.epochs)
-    warmup, step, seen, history, best = int(config.warmup * total), 0, 0, [], None
+    warmup, step, seen, history, best, best_state, waited = int(config.warmup * total), 0, 0, [], None, None, 0
     started, train_seconds = time.time(), 0.0
     for epoch in range(config.epochs):
         model.train()
@@ -131,7 +136,9 @@ def finetune_tokens(checkpoint: str, spec: TaskSpec, config, save: str | None = 
             batch = {k: v.to(device) for k, v in collator([train[i] for i in index]).items()}
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * _lr_scale(step, warmup, total)
-            model(**batch).loss.backward()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                loss = model(**batch).loss
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -140,7 +147,15 @@ def finetune_tokens(checkpoint: str, spec: TaskSpec, config, save: str | None = 
         val = evaluate_tags(model, splits["validation"], collator, spec, device)
         history.append({"epoch": epoch + 1, **val})
         if best is None or val["loss"] < best["loss"]:
-            best = {"epoch": epoch + 1, **val}
+            best, waited = {"epoch": epoch + 1, **val}, 0
+            if config.keep_best:
+                best_state = copy.deepcopy(model.state_dict())
+        else:
+            waited += 1
+            if config.patience and waited >= config.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
     result = {
         "task": spec.name,
         "kind": spec.kind,
@@ -149,7 +164,7 @@ def finetune_tokens(checkpoint: str, spec: TaskSpec, config, save: str | None = 
         "seed": config.seed,
         "epochs_run": len(history),
         "best_epoch": best["epoch"],
-        "validation": {k: v for k, v in history[-1].items() if k != "epoch"},
+        "validation": evaluate_tags(model, splits["validation"], collator, spec, device),
         "history": history,
         "train_examples": len(train),
         "train_seconds": train_seconds,
