@@ -66,7 +66,7 @@ def build(arm: dict, corpus: str):
         batch = torch.from_numpy(blocks[rows].astype(np.int64))
         masked = masking(batch, None, torch.Generator().manual_seed(i), model=model, progress=0.5)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = model(masked.input_ids, labels=masked.labels)
+            out = model(masked.input_ids, labels=masked.labels, sparse_logits=True)
         out.loss.backward()
         masking.observe(masked, out.logits)
         opt.step()

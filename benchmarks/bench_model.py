@@ -83,7 +83,7 @@ def _train_step_fn(model, inputs, labels, device: str, bf16: bool):
 
     def step():
         with _autocast(device, bf16):
-            loss = model(inputs, labels=labels).loss
+            loss = model(inputs, labels=labels, sparse_logits=True).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

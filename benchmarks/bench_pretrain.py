@@ -61,7 +61,7 @@ def bare_step(corpus: str, precision: str, steps: int) -> dict:
 
     def step():
         with ctx:
-            loss = model(masked.input_ids, labels=masked.labels).loss
+            loss = model(masked.input_ids, labels=masked.labels, sparse_logits=True).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

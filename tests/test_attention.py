@@ -42,7 +42,7 @@ def test_additive_attention_equals_float64_reference():
         torch.nn.init.normal_(p, std=0.3)
     x = torch.randn(3, 11, config.hidden_size)
     _, mask = padded_batch(lengths=(11, 7, 2))
-    got = attn(x, mask.bool())
+    got, _ = attn(x, mask.bool())
     ref = fastformer_reference(
         x,
         mask,
@@ -65,12 +65,12 @@ def test_each_kind_ignores_padding(kind):
     x = torch.randn(2, 9, config.hidden_size)
     mask = torch.ones(2, 9, dtype=torch.bool)
     mask[1, 5:] = False
-    out = attn(x, mask)
+    out, _ = attn(x, mask)
     x2 = x.clone()
     x2[1, 5:] = 100 * torch.randn(4, config.hidden_size)  # change what padding holds
-    assert torch.allclose(attn(x2, mask)[1, :5], out[1, :5], atol=1e-5)
+    assert torch.allclose(attn(x2, mask)[0][1, :5], out[1, :5], atol=1e-5)
     # and a shorter, unpadded sequence gives the same outputs as its padded copy
-    assert torch.allclose(attn(x[1:, :5], None), out[1:, :5], atol=1e-5)
+    assert torch.allclose(attn(x[1:, :5], None)[0], out[1:, :5], atol=1e-5)
 
 
 @pytest.mark.parametrize("preset", ["bert", "additive", "hbert-v1", "hbert-v2", "hbert-mix"])
@@ -96,9 +96,9 @@ def test_mixture_gate_interpolates_between_kinds():
     with torch.no_grad():
         mix.gate.weight.zero_()
         mix.gate.bias.fill_(30.0)  # gate ~ 1: softmax only
-        assert torch.allclose(mix(x, None), mix.softmax(x, None), atol=1e-5)
+        assert torch.allclose(mix(x, None)[0], mix.softmax(x, None)[0], atol=1e-5)
         mix.gate.bias.fill_(-30.0)  # gate ~ 0: additive only
-        assert torch.allclose(mix(x, None), mix.additive(x, None), atol=1e-5)
+        assert torch.allclose(mix(x, None)[0], mix.additive(x, None)[0], atol=1e-5)
 
 
 def test_sinusoidal_positions_and_no_token_types():

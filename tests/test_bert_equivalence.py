@@ -32,8 +32,8 @@ def test_same_logits_and_loss_as_hf_bert(padded):
     labels = _labels(ids, mask)
     with torch.no_grad():
         ref = bert(ids, attention_mask=mask, labels=labels)
-        full = ours(ids, attention_mask=mask, labels=labels, full_logits=True)
-        sparse = ours(ids, attention_mask=mask, labels=labels)
+        full = ours(ids, attention_mask=mask, labels=labels)
+        sparse = ours(ids, attention_mask=mask, labels=labels, sparse_logits=True)
     real = mask.bool()
     assert (full.logits[real] - ref.logits[real]).abs().max() <= 1e-5
     assert torch.allclose(full.loss, ref.loss, atol=1e-5)
@@ -60,3 +60,36 @@ def test_conversion_from_checkpoint_folder_and_back(tmp_path):
 def test_back_conversion_refuses_non_bert_presets():
     with pytest.raises(ValueError, match=r"layer_types=SASA.*norm_scheme='subln'"):
         to_hf_bert(HBertForMaskedLM(tiny_config("hbert-v1")))
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_tied_and_untied_bert_convert_to_equal_logits(tied):
+    """An untied BERT's decoder has its own weight and bias; the bias kept as ``cls.predictions.bias`` is then not
+    the one the decoder adds, so both are set to different values here and the decoder's must win."""
+    config = BertConfig(
+        vocab_size=120,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        tie_word_embeddings=tied,
+    )
+    bert = BertForMaskedLM(config).eval()
+    with torch.no_grad():
+        bert.cls.predictions.decoder.bias.normal_()
+        if not tied:
+            bert.cls.predictions.decoder.weight.normal_(std=0.05)
+            bert.cls.predictions.bias.normal_()  # a different, unused bias
+    if not tied:
+        assert bert.cls.predictions.decoder.weight is not bert.bert.embeddings.word_embeddings.weight
+        assert not torch.equal(bert.cls.predictions.bias, bert.cls.predictions.decoder.bias)
+    ours = from_hf_bert(bert).eval()
+    assert (ours.head.decoder.weight is ours.hbert.embeddings.word_embeddings.weight) == tied
+    ids, mask = padded_batch()
+    with torch.no_grad():
+        ref = bert(ids, attention_mask=mask).logits
+        got = ours(ids, attention_mask=mask).logits
+        back = to_hf_bert(ours).eval()(ids, attention_mask=mask).logits
+    real = mask.bool()
+    assert (got[real] - ref[real]).abs().max() <= 1e-5
+    assert (back[real] - ref[real]).abs().max() <= 1e-5

@@ -41,6 +41,9 @@ def test_checkpoint_is_safetensors_with_auto_map_and_code(tmp_path):
         "AutoModel",
         "AutoModelForMaskedLM",
         "AutoModelForSequenceClassification",
+        "AutoModelForTokenClassification",
+        "AutoModelForQuestionAnswering",
+        "AutoModelForMultipleChoice",
     }
 
 
@@ -82,6 +85,23 @@ def test_trust_remote_code_in_a_fresh_process_without_hbert(tmp_path):
         torch.save(logits, {str(tmp_path / "out.pt")!r})
         clf = AutoModelForSequenceClassification.from_pretrained({str(path)!r}, trust_remote_code=True, num_labels=3)
         assert clf(inputs["ids"]).logits.shape == (3, 3)
+        from transformers import (
+            AutoModelForMultipleChoice, AutoModelForQuestionAnswering, AutoModelForTokenClassification
+        )
+        for auto, head in [(AutoModelForTokenClassification, "HBertForTokenClassification"),
+                           (AutoModelForQuestionAnswering, "HBertForQuestionAnswering"),
+                           (AutoModelForMultipleChoice, "HBertForMultipleChoice")]:
+            m = auto.from_pretrained({str(path)!r}, trust_remote_code=True).eval()
+            assert type(m).__name__ == head and type(m).__module__.startswith("transformers_modules")
+        tagger = AutoModelForTokenClassification.from_pretrained({str(path)!r}, trust_remote_code=True, num_labels=5)
+        assert tagger(inputs["ids"], attention_mask=inputs["mask"]).logits.shape == (*inputs["ids"].shape, 5)
+        qa = AutoModelForQuestionAnswering.from_pretrained({str(path)!r}, trust_remote_code=True)
+        assert qa(inputs["ids"]).start_logits.shape == inputs["ids"].shape
+        mc = AutoModelForMultipleChoice.from_pretrained({str(path)!r}, trust_remote_code=True)
+        assert mc(inputs["ids"][None].expand(2, -1, -1)).logits.shape == (2, 3)
+        attn = model(inputs["ids"], attention_mask=inputs["mask"], output_attentions=True).attentions
+        assert len(attn) == 4
+        model.gradient_checkpointing_enable()
         print("loaded", type(model).__name__)
         """
     )

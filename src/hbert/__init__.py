@@ -16,11 +16,23 @@ _LAZY = {
     "HBertModel": "hbert.modeling",
     "HBertForMaskedLM": "hbert.modeling",
     "HBertForSequenceClassification": "hbert.modeling",
+    "HBertForTokenClassification": "hbert.modeling",
+    "HBertForQuestionAnswering": "hbert.modeling",
+    "HBertForMultipleChoice": "hbert.modeling",
     "PRESETS": "hbert.modeling",
 }
 
 if TYPE_CHECKING:
-    from .modeling import PRESETS, HBertConfig, HBertForMaskedLM, HBertForSequenceClassification, HBertModel
+    from .modeling import (
+        PRESETS,
+        HBertConfig,
+        HBertForMaskedLM,
+        HBertForMultipleChoice,
+        HBertForQuestionAnswering,
+        HBertForSequenceClassification,
+        HBertForTokenClassification,
+        HBertModel,
+    )
 
 
 def __getattr__(name: str):
@@ -33,7 +45,10 @@ __all__ = [
     "PRESETS",
     "HBertConfig",
     "HBertForMaskedLM",
+    "HBertForMultipleChoice",
+    "HBertForQuestionAnswering",
     "HBertForSequenceClassification",
+    "HBertForTokenClassification",
     "HBertModel",
     "__version__",
 ]

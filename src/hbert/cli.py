@@ -69,7 +69,7 @@ def _cmd_showcase(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_prepare(args: argparse.Namespace) -> int:
-    from .data.corpus import CorpusSettings, format_manifest, prepare_corpus
+    from .data.corpus import CorpusSettings, available_cores, format_manifest, prepare_corpus
     from .data.tasks import evaluation_hashes
 
     decon = tuple(x for x in args.decontaminate.split(",") if x) if args.decontaminate != "none" else ()
@@ -90,6 +90,7 @@ def _cmd_data_prepare(args: argparse.Namespace) -> int:
         args.out,
         decontamination=(lambda: evaluation_hashes(decon)) if decon else None,
         progress=not args.quiet,
+        workers=args.workers if args.workers > 0 else available_cores(),
     )
     manifest = json.loads((path / "manifest.json").read_text())
     if args.json:
@@ -344,14 +345,17 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="prepare pretraining corpora and inspect downstream tasks")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     prep = data_sub.add_parser("prepare", help="fetch, clean, split, tokenize and pack a corpus (cached)")
-    prep.add_argument("--corpus", default="offline-en", help="offline-en | hf:NAME[:CONFIG] | files:GLOB")
+    prep.add_argument("--corpus", default="offline-en", help="offline-en | hf:NAME[:CONFIG] | files:GLOB | disk:PATH")
     prep.add_argument("--seq-len", type=int, default=128)
     prep.add_argument("--tokenizer", default="bert-base-uncased", help="bert-base-uncased | vocab:PATH | train:N")
     prep.add_argument("--out", help="output folder (default: the cache, keyed by the settings)")
     prep.add_argument("--heldout", type=float, default=0.05, help="share of documents held out (default 0.05)")
     prep.add_argument("--seed", type=int, default=0)
     prep.add_argument("--extras", default="", help="offline extras, comma separated: shakespeare")
-    prep.add_argument("--text-column", default="text", help="text field of hub datasets and JSONL files")
+    prep.add_argument("--text-field", "--text-column", dest="text_column", default="text",
+                      help="text field of hub / disk datasets and JSONL, Parquet, Arrow files")  # fmt: skip
+    prep.add_argument("--workers", type=int, default=0,
+                      help="processes that tokenise (default 0: every core; the corpus is the same for any number)")  # fmt: skip
     prep.add_argument("--streaming", action="store_true", help="stream a hub dataset instead of downloading it")
     prep.add_argument(
         "--decontaminate",

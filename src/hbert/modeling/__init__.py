@@ -4,13 +4,19 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForMaskedLM,
+    AutoModelForMultipleChoice,
+    AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
 )
 
 from .configuration_hbert import LAYER_KINDS, NORM_SCHEMES, PRESETS, HBertConfig
 from .modeling_hbert import (
     HBertForMaskedLM,
+    HBertForMultipleChoice,
+    HBertForQuestionAnswering,
     HBertForSequenceClassification,
+    HBertForTokenClassification,
     HBertMaskedLMOutput,
     HBertModel,
     HBertPreTrainedModel,
@@ -20,6 +26,9 @@ AutoConfig.register("hbert", HBertConfig, exist_ok=True)
 AutoModel.register(HBertConfig, HBertModel, exist_ok=True)
 AutoModelForMaskedLM.register(HBertConfig, HBertForMaskedLM, exist_ok=True)
 AutoModelForSequenceClassification.register(HBertConfig, HBertForSequenceClassification, exist_ok=True)
+AutoModelForTokenClassification.register(HBertConfig, HBertForTokenClassification, exist_ok=True)
+AutoModelForQuestionAnswering.register(HBertConfig, HBertForQuestionAnswering, exist_ok=True)
+AutoModelForMultipleChoice.register(HBertConfig, HBertForMultipleChoice, exist_ok=True)
 
 __all__ = [
     "LAYER_KINDS",
@@ -27,7 +36,10 @@ __all__ = [
     "PRESETS",
     "HBertConfig",
     "HBertForMaskedLM",
+    "HBertForMultipleChoice",
+    "HBertForQuestionAnswering",
     "HBertForSequenceClassification",
+    "HBertForTokenClassification",
     "HBertMaskedLMOutput",
     "HBertModel",
     "HBertPreTrainedModel",

@@ -23,6 +23,9 @@ _AUTO_MAP = {
     "AutoModel": "modeling_hbert.HBertModel",
     "AutoModelForMaskedLM": "modeling_hbert.HBertForMaskedLM",
     "AutoModelForSequenceClassification": "modeling_hbert.HBertForSequenceClassification",
+    "AutoModelForTokenClassification": "modeling_hbert.HBertForTokenClassification",
+    "AutoModelForQuestionAnswering": "modeling_hbert.HBertForQuestionAnswering",
+    "AutoModelForMultipleChoice": "modeling_hbert.HBertForMultipleChoice",
 }
 
 
@@ -108,9 +111,6 @@ class HBertConfig(PretrainedConfig):
         layer_norm_eps (`float`, defaults to 1e-12): epsilon of every LayerNorm.
         initializer_range (`float`, defaults to 0.02): standard deviation of the normal weight initialisation.
         tie_word_embeddings (`bool`, defaults to `True`): the MLM decoder shares the word-embedding matrix.
-        sparse_prediction (`bool`, defaults to `True`): when labels are given, the MLM head computes vocabulary
-            logits only at labelled positions (label != -100); `logits` is then `(n_labelled, vocab_size)`.
-            Pass `full_logits=True` to the forward call (or set this to False) for `(batch, length, vocab)`.
         classifier_dropout (`float`, *optional*): dropout before the sequence-classification layer; defaults to
             `hidden_dropout_prob`.
         pad_token_id (`int`, defaults to 0): id of `[PAD]`; its embedding starts at zero.
@@ -138,7 +138,6 @@ class HBertConfig(PretrainedConfig):
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
     tie_word_embeddings: bool = True
-    sparse_prediction: bool = True
     classifier_dropout: float | None = None
     pad_token_id: int | None = 0
 

@@ -25,7 +25,9 @@ _EMBEDDINGS = {
     "head.dense.bias": "cls.predictions.transform.dense.bias",
     "head.norm.weight": "cls.predictions.transform.LayerNorm.weight",
     "head.norm.bias": "cls.predictions.transform.LayerNorm.bias",
-    "head.decoder.bias": "cls.predictions.bias",
+    # the bias the decoder actually adds; transformers ties ``cls.predictions.bias`` to it only when the word
+    # embeddings are tied, so an untied BERT's ``cls.predictions.bias`` may differ from the one in use
+    "head.decoder.bias": "cls.predictions.decoder.bias",
 }
 _LAYER = {
     "attention.out": "attention.output.dense",
@@ -126,6 +128,7 @@ def to_hf_bert(model: HBertForMaskedLM) -> BertForMaskedLM:
             state.update({f"{prefix}.query.{p}": q, f"{prefix}.key.{p}": k, f"{prefix}.value.{p}": v})
     state["cls.predictions.decoder.weight"] = ours["head.decoder.weight"]
     state["cls.predictions.decoder.bias"] = ours["head.decoder.bias"]
+    state["cls.predictions.bias"] = ours["head.decoder.bias"]
     missing, unexpected = bert.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"BERT conversion left parameters unmatched: missing {missing}, unexpected {unexpected}")

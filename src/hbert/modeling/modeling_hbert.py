@@ -18,7 +18,15 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 
 from .configuration_hbert import HBertConfig
 from .ops_hbert import Dropout, cross_entropy, dropout
@@ -56,17 +64,22 @@ class HBertEmbeddings(nn.Module):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None,
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        T = input_ids.shape[1]
+        """``input_ids`` (B, T) or ``inputs_embeds`` (B, T, H) (word vectors given directly, e.g. for attribution
+        or prompt tuning), exactly one of them."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("give exactly one of input_ids (B, T) and inputs_embeds (B, T, hidden_size)")
+        T = input_ids.shape[1] if input_ids is not None else inputs_embeds.shape[1]
         if T > self.max_positions:
             raise ValueError(
                 f"sequence length {T} exceeds max_position_embeddings={self.max_positions}; "
                 f"truncate the input or build the model with a larger max_position_embeddings"
             )
-        x = self.word_embeddings(input_ids)  # (B, T, H)
+        x = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, H)
         if self.token_type_embeddings is not None:
             if token_type_ids is None:
                 x = x + self.token_type_embeddings.weight[0]
@@ -86,7 +99,8 @@ def _split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
 class SoftmaxAttention(nn.Module):
     """Multi-head scaled dot-product attention through ``F.scaled_dot_product_attention``.
 
-    Returns the per-token context before the output projection: (B, T, H).
+    Returns the per-token context before the output projection, (B, T, H), and, when asked, the attention
+    probabilities (B, N, T, T), computed explicitly (SDPA never materialises them).
     """
 
     def __init__(self, config: HBertConfig):
@@ -95,21 +109,26 @@ class SoftmaxAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.dropout_p = config.attention_probs_dropout_prob
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, key_mask: torch.Tensor | None, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, H = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, H // self.num_heads).permute(2, 0, 3, 1, 4)
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, T), True = attend
-        if self.training and self.dropout_p > 0 and q.device.type == "cpu" and not torch.compiler.is_compiling():
+        explicit_dropout = self.training and self.dropout_p > 0 and q.device.type == "cpu"
+        probs = None
+        if output_attentions or (explicit_dropout and not torch.compiler.is_compiling()):
             # on CPU, SDPA with dropout falls back to this same computation with a slower random mask
             scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, N, T, T)
             if attn_mask is not None:
                 scores = scores.masked_fill(~attn_mask, torch.finfo(scores.dtype).min)
-            ctx = dropout(scores.softmax(dim=-1), self.dropout_p, True) @ v
+            probs = scores.softmax(dim=-1)
+            ctx = dropout(probs, self.dropout_p, self.training) @ v
         else:
             ctx = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=attn_mask, dropout_p=self.dropout_p if self.training else 0.0
             )  # (B, N, T, D)
-        return ctx.transpose(1, 2).reshape(B, T, H)
+        return ctx.transpose(1, 2).reshape(B, T, H), probs if output_attentions else None
 
 
 class AdditiveAttention(nn.Module):
@@ -120,7 +139,8 @@ class AdditiveAttention(nn.Module):
         u_t = g_k * v_t;  out_t = W_t u_t + q_t
 
     Padding positions get no weight in either softmax. Cost is linear in T.
-    Returns (B, T, H), before the sub-layer's output projection.
+    Returns (B, T, H), before the sub-layer's output projection, and, when asked, the two pooling distributions
+    (its attention) as (B, N, 2, T): row 0 = alpha (query pooling), row 1 = beta (key pooling).
     """
 
     def __init__(self, config: HBertConfig):
@@ -135,27 +155,34 @@ class AdditiveAttention(nn.Module):
         self.scale = head_dim**-0.5
         self.dropout = Dropout(config.attention_probs_dropout_prob)
 
-    def _pool(self, x: torch.Tensor, w: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        """Softmax-weighted sum over positions, per head: (B, T, N, D) -> (B, 1, N, D)."""
+    def _pool(
+        self, x: torch.Tensor, w: torch.Tensor, key_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Softmax-weighted sum over positions, per head: (B, T, N, D) -> (B, 1, N, D), and the weights (B, T, N)."""
         scores = (x * w).sum(-1).float() * self.scale  # (B, T, N), float32 for a stable softmax
         if key_mask is not None:
             scores = scores.masked_fill(~key_mask[:, :, None], torch.finfo(scores.dtype).min)
-        weights = self.dropout(scores.softmax(dim=1)).to(x.dtype)
-        return torch.einsum("btn,btnd->bnd", weights, x)[:, None]
+        probs = scores.softmax(dim=1)
+        weights = self.dropout(probs).to(x.dtype)
+        return torch.einsum("btn,btnd->bnd", weights, x)[:, None], probs
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, key_mask: torch.Tensor | None, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, H = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, H // self.num_heads).unbind(2)  # each (B, T, N, D)
-        global_q = self._pool(q, self.query_score, key_mask)
+        global_q, alpha = self._pool(q, self.query_score, key_mask)
         p = global_q * k
-        global_k = self._pool(p, self.key_score, key_mask)
+        global_k, beta = self._pool(p, self.key_score, key_mask)
         u = (global_k * v).reshape(B, T, H)
-        return self.transform(u) + q.reshape(B, T, H)
+        weights = torch.stack([alpha, beta], dim=1).permute(0, 3, 1, 2) if output_attentions else None  # (B,N,2,T)
+        return self.transform(u) + q.reshape(B, T, H), weights
 
 
 class MixtureAttention(nn.Module):
     """Softmax and additive attention in parallel on the same input, combined per token and head by a learned
-    gate: ctx = g * softmax_ctx + (1 - g) * additive_ctx, g = sigmoid(W_g x) in (0, 1) (starts near 0.5)."""
+    gate: ctx = g * softmax_ctx + (1 - g) * additive_ctx, g = sigmoid(W_g x) in (0, 1) (starts near 0.5).
+    Its attention output, when asked, is the softmax branch's probabilities (B, N, T, T)."""
 
     def __init__(self, config: HBertConfig):
         super().__init__()
@@ -164,12 +191,15 @@ class MixtureAttention(nn.Module):
         self.additive = AdditiveAttention(config)
         self.gate = nn.Linear(config.hidden_size, config.num_attention_heads)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, key_mask: torch.Tensor | None, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, H = x.shape
         g = torch.sigmoid(self.gate(x))[..., None]  # (B, T, N, 1)
-        s = _split_heads(self.softmax(x, key_mask), self.num_heads)
-        a = _split_heads(self.additive(x, key_mask), self.num_heads)
-        return (g * s + (1 - g) * a).reshape(B, T, H)
+        s, probs = self.softmax(x, key_mask, output_attentions)
+        a, _ = self.additive(x, key_mask)
+        mixed = g * _split_heads(s, self.num_heads) + (1 - g) * _split_heads(a, self.num_heads)
+        return mixed.reshape(B, T, H), probs
 
 
 ATTENTION_KINDS: dict[str, type[nn.Module]] = {
@@ -186,7 +216,8 @@ class Sublayer(nn.Module):
     pre:   x + W_out g(W_in LN(x))
     subln: x + W_out LN(g(W_in LN(x)))             (Magneto Sub-LN)
 
-    ``inner`` computes g(W_in .) and has width ``inner_size`` at its output.
+    ``inner`` computes g(W_in .) and has width ``inner_size`` at its output; it may return a pair (output, extra),
+    in which case the sub-layer returns (result, extra) too (the attention sub-layer's weights).
     """
 
     def __init__(self, config: HBertConfig, inner: nn.Module, inner_size: int):
@@ -198,13 +229,24 @@ class Sublayer(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor, *args) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *args):
         if self.scheme == "post":
-            return self.norm(x + self.dropout(self.out(self.inner(x, *args))))
-        h = self.inner(self.norm(x), *args)
-        if self.inner_norm is not None:
-            h = self.inner_norm(h)
-        return x + self.dropout(self.out(h))
+            h, extra = _pair(self.inner(x, *args))
+            out = self.norm(x + self.dropout(self.out(h)))
+        else:
+            h, extra = _pair(self.inner(self.norm(x), *args))
+            if self.inner_norm is not None:
+                h = self.inner_norm(h)
+            out = x + self.dropout(self.out(h))
+        return out if extra is _NONE else (out, extra)
+
+
+_NONE = object()
+
+
+def _pair(value):
+    """(output, extra) from an inner module's result; extra is the _NONE marker for a plain tensor."""
+    return value if isinstance(value, tuple) else (value, _NONE)
 
 
 class FeedForwardInner(nn.Module):
@@ -219,15 +261,21 @@ class FeedForwardInner(nn.Module):
         return self.act(self.up(x))
 
 
-class HBertLayer(nn.Module):
+class HBertLayer(GradientCheckpointingLayer):
+    """Attention sub-layer then feed-forward sub-layer. A ``GradientCheckpointingLayer``, so that transformers'
+    ``gradient_checkpointing_enable()`` recomputes it in backward instead of keeping its activations."""
+
     def __init__(self, config: HBertConfig, kind: str):
         super().__init__()
         self.kind = kind
         self.attention = Sublayer(config, ATTENTION_KINDS[kind](config), config.hidden_size)
         self.ffn = Sublayer(config, FeedForwardInner(config), config.intermediate_size)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        return self.ffn(self.attention(x, key_mask))
+    def forward(
+        self, x: torch.Tensor, key_mask: torch.Tensor | None, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x, weights = self.attention(x, key_mask, output_attentions)
+        return self.ffn(x), weights
 
 
 class HBertEncoder(nn.Module):
@@ -240,18 +288,29 @@ class HBertEncoder(nn.Module):
         )
 
     def forward(
-        self, x: torch.Tensor, key_mask: torch.Tensor | None, output_hidden_states: bool = False
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        self,
+        x: torch.Tensor,
+        key_mask: torch.Tensor | None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> BaseModelOutput:
         states = [x] if output_hidden_states else None
+        attentions = [] if output_attentions else None
         for layer in self.layers:
-            x = layer(x, key_mask)
+            x, weights = layer(x, key_mask, output_attentions)
             if states is not None:
                 states.append(x)
+            if attentions is not None:
+                attentions.append(weights)
         if self.final_norm is not None:
             x = self.final_norm(x)
             if states is not None:
                 states[-1] = x
-        return x, tuple(states) if states is not None else None
+        return BaseModelOutput(
+            last_hidden_state=x,
+            hidden_states=tuple(states) if states is not None else None,
+            attentions=tuple(attentions) if attentions is not None else None,
+        )
 
 
 class HBertPreTrainedModel(PreTrainedModel):
@@ -259,6 +318,7 @@ class HBertPreTrainedModel(PreTrainedModel):
     config: HBertConfig
     base_model_prefix = "hbert"
     _supports_sdpa = True
+    supports_gradient_checkpointing = True
     _no_split_modules = ["HBertLayer"]
 
     @torch.no_grad()
@@ -300,20 +360,36 @@ class HBertModel(HBertPreTrainedModel):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> BaseModelOutput | tuple:
+        """``output_attentions``: per layer, softmax layers give their probabilities (B, N, T, T) (computed
+        explicitly, off the fused kernel), additive layers their two pooling distributions (B, N, 2, T) and mixture
+        layers their softmax branch's probabilities. ``head_mask`` is refused: an additive head has no
+        probabilities to mask per query, so a mask could not mean what it means in BERT."""
+        if head_mask is not None:
+            raise ValueError(
+                "head_mask is not supported by hbert models (additive-attention heads have no per-query "
+                "probabilities to mask); accepted: head_mask=None"
+            )
         output_hidden_states = bool(output_hidden_states or self.config.output_hidden_states)
-        x = self.embeddings(input_ids, token_type_ids, position_ids)
-        x, states = self.encoder(x, _key_mask(attention_mask), output_hidden_states)
+        output_attentions = bool(output_attentions or self.config.output_attentions)
+        x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
+        out = self.encoder(x, _key_mask(attention_mask), output_hidden_states, output_attentions)
         if return_dict is False:
-            return (x, states) if states is not None else (x,)
-        return BaseModelOutput(last_hidden_state=x, hidden_states=states)
+            return tuple(v for v in (out.last_hidden_state, out.hidden_states, out.attentions) if v is not None)
+        return out
+
+
+def _as_tuple(*values) -> tuple:
+    return tuple(v for v in values if v is not None)
 
 
 class HBertMLMHead(nn.Module):
@@ -355,26 +431,33 @@ class HBertForMaskedLM(HBertPreTrainedModel):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        full_logits: bool | None = None,
-        **kwargs,
+        sparse_logits: bool = False,
     ) -> HBertMaskedLMOutput | tuple:
         """``labels`` (B, T): target ids at the positions to predict, -100 elsewhere.
 
-        With labels and ``config.sparse_prediction`` (and not ``full_logits``), the head runs only on the labelled
-        positions: most of a small encoder's cost is the (tokens x H x V) vocabulary projection.
+        ``logits`` is (B, T, V), as ``BertForMaskedLM``, so that transformers recipes (``run_mlm.py``'s
+        ``preprocess_logits_for_metrics``) work unchanged. With labels and ``sparse_logits=True`` (hbert's training
+        loop and teacher scoring ask for it) the head runs only on the labelled positions and ``logits`` is
+        (n_labelled, V), with ``masked_labels`` (n_labelled,): most of a small encoder's cost is the
+        (tokens x H x V) vocabulary projection.
         """
-        out = self.hbert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
+        out = self.hbert(
+            input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+            output_attentions, output_hidden_states,
+        )  # fmt: skip
         hidden = out.last_hidden_state
-        sparse = labels is not None and self.config.sparse_prediction and not full_logits
         loss = masked_labels = None
-        if sparse:
+        if labels is not None and sparse_logits:
             flat_labels = labels.reshape(-1)
             rows = (flat_labels != -100).nonzero().squeeze(1)
             logits = self.head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows))  # (n_labelled, V)
@@ -385,10 +468,34 @@ class HBertForMaskedLM(HBertPreTrainedModel):
             if labels is not None:
                 loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1))
         if return_dict is False:
-            return tuple(v for v in (loss, logits, out.hidden_states) if v is not None)
+            return _as_tuple(loss, logits, out.hidden_states, out.attentions)
         return HBertMaskedLMOutput(
-            loss=loss, logits=logits, hidden_states=out.hidden_states, masked_labels=masked_labels
+            loss=loss,
+            logits=logits,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+            masked_labels=masked_labels,
         )
+
+
+def _classifier_dropout(config: HBertConfig) -> Dropout:
+    return Dropout(config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob)
+
+
+def _sequence_loss(config: HBertConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """transformers' ``problem_type`` rules: regression (MSE), single-label (cross-entropy), multi-label (BCE)."""
+    if config.problem_type is None:
+        if config.num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    if config.problem_type == "regression":
+        return F.mse_loss(logits.squeeze(-1).float(), labels.float().reshape(-1))
+    if config.problem_type == "single_label_classification":
+        return F.cross_entropy(logits.float(), labels.reshape(-1))
+    return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
 
 
 class HBertForSequenceClassification(HBertPreTrainedModel):
@@ -401,53 +508,186 @@ class HBertForSequenceClassification(HBertPreTrainedModel):
         self.num_labels = config.num_labels
         self.hbert = HBertModel(config)
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = Dropout(dropout)
+        self.dropout = _classifier_dropout(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> SequenceClassifierOutput | tuple:
-        out = self.hbert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
+        out = self.hbert(
+            input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+            output_attentions, output_hidden_states,
+        )  # fmt: skip
         pooled = torch.tanh(self.pooler(out.last_hidden_state[:, 0]))
         logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
+        loss = _sequence_loss(self.config, logits, labels) if labels is not None else None
+        if return_dict is False:
+            return _as_tuple(loss, logits, out.hidden_states, out.attentions)
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+        )
+
+
+class HBertForTokenClassification(HBertPreTrainedModel):
+    """dropout -> linear on every token's last hidden state (named-entity recognition, tagging);
+    ``labels`` (B, T) with -100 on positions to ignore (padding, word-piece continuations)."""
+
+    def __init__(self, config: HBertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.hbert = HBertModel(config)
+        self.dropout = _classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> TokenClassifierOutput | tuple:
+        out = self.hbert(
+            input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+            output_attentions, output_hidden_states,
+        )  # fmt: skip
+        logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, num_labels)
         loss = None
         if labels is not None:
-            if self.config.problem_type is None:
-                if self.num_labels == 1:
-                    self.config.problem_type = "regression"
-                elif labels.dtype in (torch.long, torch.int):
-                    self.config.problem_type = "single_label_classification"
-                else:
-                    self.config.problem_type = "multi_label_classification"
-            if self.config.problem_type == "regression":
-                loss = F.mse_loss(logits.squeeze(-1).float(), labels.float().reshape(-1))
-            elif self.config.problem_type == "single_label_classification":
-                loss = F.cross_entropy(logits.float(), labels.reshape(-1))
-            else:
-                loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+            loss = F.cross_entropy(logits.reshape(-1, self.num_labels).float(), labels.reshape(-1))
         if return_dict is False:
-            return tuple(v for v in (loss, logits, out.hidden_states) if v is not None)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+            return _as_tuple(loss, logits, out.hidden_states, out.attentions)
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+        )
+
+
+class HBertForQuestionAnswering(HBertPreTrainedModel):
+    """Extractive QA: a linear layer gives each token a span-start and a span-end logit; the loss is BERT's
+    (mean of start and end cross-entropy; positions outside the sequence are ignored)."""
+
+    def __init__(self, config: HBertConfig):
+        super().__init__(config)
+        self.hbert = HBertModel(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> QuestionAnsweringModelOutput | tuple:
+        out = self.hbert(
+            input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
+            output_attentions, output_hidden_states,
+        )  # fmt: skip
+        start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(-1)  # each (B, T)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            T = start_logits.shape[1]
+            start = start_positions.reshape(-1).clamp(0, T)
+            end = end_positions.reshape(-1).clamp(0, T)
+            loss = (
+                F.cross_entropy(start_logits.float(), start, ignore_index=T)
+                + F.cross_entropy(end_logits.float(), end, ignore_index=T)
+            ) / 2
+        if return_dict is False:
+            return _as_tuple(loss, start_logits, end_logits, out.hidden_states, out.attentions)
+        return QuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+        )
+
+
+def _flatten_choices(x: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, C, T, ...) -> (B * C, T, ...)."""
+    return None if x is None else x.reshape(-1, *x.shape[2:])
+
+
+class HBertForMultipleChoice(HBertPreTrainedModel):
+    """Each (context, choice) pair is encoded on its own; pooler (as sequence classification) -> dropout ->
+    one score per choice; inputs are (B, C, T), logits (B, C), labels (B,) the index of the right choice."""
+
+    def __init__(self, config: HBertConfig):
+        super().__init__(config)
+        self.hbert = HBertModel(config)
+        self.pooler = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = _classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> MultipleChoiceModelOutput | tuple:
+        num_choices = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+        out = self.hbert(
+            _flatten_choices(input_ids), _flatten_choices(attention_mask), _flatten_choices(token_type_ids),
+            _flatten_choices(position_ids), head_mask, _flatten_choices(inputs_embeds),
+            output_attentions, output_hidden_states,
+        )  # fmt: skip
+        pooled = torch.tanh(self.pooler(out.last_hidden_state[:, 0]))
+        logits = self.classifier(self.dropout(pooled)).view(-1, num_choices)  # (B, C)
+        loss = F.cross_entropy(logits.float(), labels.reshape(-1)) if labels is not None else None
+        if return_dict is False:
+            return _as_tuple(loss, logits, out.hidden_states, out.attentions)
+        return MultipleChoiceModelOutput(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+        )
 
 
 HBertModel.register_for_auto_class("AutoModel")
 HBertForMaskedLM.register_for_auto_class("AutoModelForMaskedLM")
 HBertForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+HBertForTokenClassification.register_for_auto_class("AutoModelForTokenClassification")
+HBertForQuestionAnswering.register_for_auto_class("AutoModelForQuestionAnswering")
+HBertForMultipleChoice.register_for_auto_class("AutoModelForMultipleChoice")
 
 __all__ = [
     "ATTENTION_KINDS",
     "HBertForMaskedLM",
+    "HBertForMultipleChoice",
+    "HBertForQuestionAnswering",
     "HBertForSequenceClassification",
+    "HBertForTokenClassification",
     "HBertMaskedLMOutput",
     "HBertModel",
     "HBertPreTrainedModel",

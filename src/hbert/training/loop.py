@@ -26,12 +26,14 @@ import torch.distributed as dist
 
 from ..config import PretrainConfig, config_from_dict, save_config, to_dict
 from ..data.corpus import Corpus
+from ..data.tokenizer import save_with_model
 from ..masking.base import SpecialIds, build_masking
 from ..masking.random import RandomMasking
 from ..masking.teacher import load_teacher, sparse_logits
 from ..modeling import HBertConfig, HBertForMaskedLM
 from ..objectives import kd_loss
 from .budget import Budget, BudgetState, lr_multiplier, parse_interval
+from .card import command_line, model_card, write_model_card
 from .init import frozen_parameters, subln_scale, transfer
 from .share import MachineShare
 
@@ -194,7 +196,7 @@ def evaluate(model: HBertForMaskedLM, inputs: torch.Tensor, labels: torch.Tensor
     for start in range(0, len(inputs), batch):
         x, y = inputs[start : start + batch].to(device), labels[start : start + batch].to(device)
         with autocast(device, precision):
-            out = model(x, labels=y)
+            out = model(x, labels=y, sparse_logits=True)
         n = out.masked_labels.numel()
         correct += int((out.logits.argmax(-1) == out.masked_labels).sum())
         loss_sum += float(out.loss) * n
@@ -236,7 +238,7 @@ def save_checkpoint(run_dir: Path, model, tokenizer, state: dict, keep: int = 2)
     try:
         tmp.mkdir()
         _quiet_save(model, tmp / "model")
-        tokenizer.save_pretrained(tmp / "model")
+        save_with_model(tokenizer, tmp / "model", model.config.max_position_embeddings)
         torch.save(state, tmp / "state.pt")
         if final.exists():
             shutil.rmtree(final)
@@ -259,16 +261,24 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return path if (path / "state.pt").exists() else None
 
 
-def export_final(run_dir: Path, model, tokenizer) -> Path:
+def export_final(run_dir: Path, model, tokenizer, card: str | None = None) -> Path:
+    """Write ``final/``: model, tokenizer (with the model's length limit) and, when given, the model card."""
     final = run_dir / "final"
     tmp = run_dir / f".final.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     _quiet_save(model, tmp)
-    tokenizer.save_pretrained(tmp)
+    save_with_model(tokenizer, tmp, model.config.max_position_embeddings)
+    if card is not None:
+        write_model_card(tmp, card)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
     return final
+
+
+def _final_card(model, corpus, summary: dict, run_dir: Path) -> str:
+    parameters = sum(p.numel() for p in model.parameters())
+    return model_card(model.config, parameters, corpus.manifest, summary, run_dir.name, command_line())
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -577,7 +587,7 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
     def forward_loss(net, masked, share, part):
         """(model output, weighted loss, KD term): CE at the masked positions, plus distillation when enabled."""
         with autocast(device, precision):
-            out = net(masked.input_ids, labels=masked.labels)
+            out = net(masked.input_ids, labels=masked.labels, sparse_logits=True)
         if not use_kd:
             return out, out.loss * share, torch.zeros((), device=device)
         start = time.perf_counter()
@@ -791,7 +801,7 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
         log({"step": budget_state.steps, "elapsed": round(budget_state.charged_seconds, 3), **metrics})
         checkpoint_now()
         if d.main:
-            export_final(run_dir, model, tokenizer)
+            export_final(run_dir, model, tokenizer, _final_card(model, corpus, summary, run_dir))
     summary["wall_seconds"] = time.time() - started
     summary["compiled"] = config.impl.compile and step_model is not train_model
     summary["masking"] = config.masking.kind

@@ -1,0 +1,112 @@
+"""The model card (``README.md``) written into every exported ``final/`` folder, in the Hugging Face model-card format:
+YAML metadata with a ``model-index`` (the held-out masked-LM accuracy), then a short description of the run.
+
+``huggingface_hub`` (a transformers dependency) writes the metadata, so the card reads back with ``ModelCard.load``
+exactly as the hub would parse it.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .. import __version__
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command that started this process, as a user would type it (``hbert pretrain ...``)."""
+    argv = list(sys.argv if argv is None else argv)
+    if argv and (argv[0].endswith("hbert") or argv[0].endswith("__main__.py")):
+        argv[0] = "hbert"
+    return shlex.join(argv)
+
+
+def _sources(manifest: dict) -> list[dict]:
+    return [
+        {"name": s["name"], "licence": s["licence"], "train_tokens": s["tokens"]["train"]}
+        for s in manifest.get("sources", [])
+    ]
+
+
+def model_card(config, parameters: int, manifest: dict, summary: dict, name: str, command: str) -> str:
+    """The card's text. ``summary`` is the run summary (budget state and held-out metrics); ``manifest`` the
+    prepared corpus's manifest (sources and their licences)."""
+    corpus = manifest.get("settings", {}).get("corpus", "unknown")
+    sources = _sources(manifest)
+    accuracy = summary.get("heldout_mlm_acc")
+    results = []
+    if accuracy is not None:
+        results.append(
+            EvalResult(
+                task_type="fill-mask",
+                task_name="Masked language modelling",
+                dataset_type=f"hbert-corpus:{corpus}",
+                dataset_name=f"{corpus} (held-out split)",
+                dataset_split="heldout",
+                metric_type="accuracy",
+                metric_name="held-out MLM accuracy",
+                metric_value=round(float(accuracy), 6),
+            )
+        )
+    hbert_meta = {
+        "version": __version__,
+        "command": command,
+        "architecture": {
+            "layer_pattern": config.layer_pattern,
+            "norm_scheme": config.norm_scheme,
+            "hidden_size": config.hidden_size,
+            "num_hidden_layers": config.num_hidden_layers,
+            "num_attention_heads": config.num_attention_heads,
+            "max_position_embeddings": config.max_position_embeddings,
+        },
+        "parameters": int(parameters),
+        "budget": {
+            "spec": summary.get("budget"),
+            "kind": summary.get("budget_kind"),
+            "steps": summary.get("steps"),
+            "charged_seconds": summary.get("charged_seconds"),
+        },
+        "tokens_seen": summary.get("tokens"),
+        "heldout_mlm_acc": accuracy,
+        "corpus": {"name": corpus, "sources": sources},
+    }
+    data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="fill-mask",
+        tags=["hbert", "fill-mask", "custom_code", f"layers-{config.layer_pattern}"],
+        model_name=name,
+        eval_results=results or None,
+        hbert=hbert_meta,
+    )
+    body = _body(config, parameters, summary, corpus, sources, accuracy, command, name)
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
+
+
+def _body(config, parameters, summary, corpus, sources, accuracy, command, name) -> str:
+    lines = [
+        f"# {name}",
+        "",
+        f"A masked-language-model encoder pretrained with hbert {__version__} (layer pattern "
+        f"`{config.layer_pattern}`: S = softmax, A = additive, M = mixture attention; norm scheme "
+        f"`{config.norm_scheme}`), {parameters:,} parameters. Load it with "
+        "`AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=True)` (the modeling code is in this folder).",
+        "",
+        f"- Budget: {summary.get('budget')} ({summary.get('steps', 0):,} steps, "
+        f"{summary.get('charged_seconds', 0.0):,.0f} s charged)",
+        f"- Tokens seen: {summary.get('tokens', 0):,}",
+        f"- Held-out MLM accuracy: {accuracy:.4f}" if accuracy is not None else "- Held-out MLM accuracy: not measured",
+        f"- Longest input: {config.max_position_embeddings} tokens",
+        f"- Corpus: `{corpus}`",
+    ]
+    lines += [f"  - {s['name']}: {s['licence']} ({s['train_tokens']:,} train tokens)" for s in sources]
+    lines += ["", "Command:", "", "```", command, "```", ""]
+    return "\n".join(lines)
+
+
+def write_model_card(folder, text: str) -> None:
+    (folder / "README.md").write_text(text, encoding="utf-8")
+
+
+__all__ = ["command_line", "model_card", "write_model_card"]
