@@ -200,3 +200,17 @@ def test_finetune_json_carries_the_floors(checkpoint, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["floors"]["majority"]["score"] == pytest.approx(66.66666, abs=1e-3)
     assert "random_init" in result["floors"] and "below_majority" in result
+
+
+def test_eval_reports_floors_twin_spread_and_verdict(checkpoint, tmp_path, capsys):
+    train = [{"text": f"the film was {'good' if i % 3 else 'bad'}", "label": int(i % 3 > 0)} for i in range(30)]
+    spec = _write_task(tmp_path / "task", train, train[:9])
+    assert main(["eval", checkpoint, "epochs=1", "batch_size=8", "--suite", spec, "--seeds", "2", "--json"]) == 0
+    entry = json.loads(capsys.readouterr().out)["tasks"][spec]
+    floors = entry["floors"]
+    assert floors["majority"] == pytest.approx(66.66666, abs=1e-3) and "bag_of_words" in floors
+    twin = floors["random_init"]
+    assert len(twin["scores"]) == 2 and twin["median"] == pytest.approx(sum(twin["scores"]) / 2)
+    assert entry["gain_over_random_init"] == pytest.approx(entry["validation"]["median"] - twin["median"])
+    assert entry["verdict"] == spread_verdict(entry["validation"]["scores"], twin["scores"])
+    assert entry["below_majority"] == (entry["validation"]["median"] <= floors["majority"])

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -301,7 +302,7 @@ def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save
         history.append({"epoch": epoch + 1, **val})
         if progress is not None:
             progress.write(f"  {spec.name} epoch {epoch + 1}/{config.epochs}: validation score {val['score']:.1f}, "
-                           f"loss {val['loss']:.4f} ({time.time() - started:.0f} s)")  # fmt: skip
+                           f"loss {val['loss']:.4f} ({time.time() - started:.0f} s)", file=sys.stderr)  # fmt: skip
         if best is None or val["loss"] < best["loss"]:
             best, waited = {"epoch": epoch + 1, **val}, 0
             if config.keep_best:
