@@ -51,6 +51,7 @@ class FinetuneConfig:
     device: str = "auto"
     precision: str = "fp32"  # fp32 | bf16
     progress: bool = True
+    trust_remote_code: bool = False  # let a checkpoint that ships its own Python code run it (--trust-remote-code)
 
 
 PROTOCOLS = {
@@ -97,18 +98,34 @@ def _as_bool(value) -> bool:
 # ------------------------------------------------------------------------------------------ model and data
 
 
-def load_classifier(checkpoint: str, spec: TaskSpec):
-    """(model, tokenizer) for a task: any checkpoint with a sequence-classification class."""
+def _check_local(checkpoint: str) -> None:
+    """A path that is plainly local (not a hub name such as ``org/name``) must be a folder."""
+    if os.path.isdir(checkpoint):
+        return
+    if os.path.exists(checkpoint):
+        raise FinetuneError(f"{checkpoint} is a file; accepted: a checkpoint folder or a hub name (org/name)")
+    if checkpoint.startswith((".", "/", "~")) or checkpoint.count("/") > 1:
+        raise FinetuneError(f"checkpoint {checkpoint} does not exist; accepted: a checkpoint folder or a hub name")
+
+
+def load_classifier(checkpoint: str, spec: TaskSpec, trust_remote_code: bool = False):
+    """(model, tokenizer) for a task: any checkpoint with a sequence-classification class; one that ships its
+    own code loads only with ``trust_remote_code``."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    import hbert.modeling  # noqa: F401 - registers the hbert classes with the Auto factories
+    from ..remote import RemoteCodeError, auto_from_pretrained
 
-    if not os.path.isdir(checkpoint) and os.path.sep in checkpoint:
-        raise FinetuneError(f"checkpoint {checkpoint} does not exist")
+    _check_local(checkpoint)
     try:
-        config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=True)
+        config = auto_from_pretrained(AutoConfig, checkpoint, trust_remote_code)
+    except RemoteCodeError:
+        raise
     except (OSError, ValueError) as err:
-        raise FinetuneError(f"{checkpoint} is not a model checkpoint ({str(err)[:200]})") from err
+        where = "a checkpoint folder" if os.path.isdir(checkpoint) else "a local folder, nor loadable from the hub"
+        raise FinetuneError(
+            f"{checkpoint} is not {where} ({str(err).splitlines()[0][:200]}); accepted: a "
+            f"folder with config.json and weights, or a hub name when the hub is reachable"
+        ) from err
     kwargs = {"num_labels": spec.num_labels}
     kwargs["problem_type"] = "regression" if spec.kind == "regression" else "single_label_classification"
     if spec.label_names:
@@ -119,7 +136,7 @@ def load_classifier(checkpoint: str, spec: TaskSpec):
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load report lists the fresh classifier head as "missing": expected here
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(checkpoint, trust_remote_code=True, **kwargs)
+        model = auto_from_pretrained(AutoModelForSequenceClassification, checkpoint, trust_remote_code, **kwargs)
     except (ValueError, KeyError) as err:
         raise FinetuneError(
             f"{checkpoint} (model_type {config.model_type!r}) is not a classifier-compatible encoder: "
@@ -217,7 +234,7 @@ def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     device = _device(config.device)
-    model, tokenizer = load_classifier(checkpoint, spec)
+    model, tokenizer = load_classifier(checkpoint, spec, config.trust_remote_code)
     model.to(device)
     data = load_task(spec, seed=0)
     if "validation" not in data:
