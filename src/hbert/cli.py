@@ -32,9 +32,28 @@ def parse_overrides(items: list[str], known: list[str]) -> dict[str, Any]:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UsageError(f"unknown config key {key!r}{hint}; accepted: {', '.join(sorted(known))}")
-        value = yaml.safe_load(raw) if raw else raw
+        value = _yaml_value(key, raw)
         out[key] = raw if key == "layer_types" and isinstance(value, (int, float)) else value
     return out
+
+
+def _check_types(overrides: dict[str, Any], defaults) -> None:
+    """A number where the field holds a number (``hidden_size=abc`` is refused by name)."""
+    for key, value in overrides.items():
+        current = getattr(defaults, key, None)
+        if isinstance(current, bool) or current is None or key == "layer_types":
+            continue
+        if isinstance(current, int) and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise UsageError(f"{key}={value!r}; accepted: a whole number")
+        if isinstance(current, float) and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            raise UsageError(f"{key}={value!r}; accepted: a number")
+
+
+def _yaml_value(key: str, raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw) if raw else raw
+    except yaml.YAMLError:
+        raise UsageError(f"{key}: cannot read the value {raw!r}; accepted: a number, true/false, a word") from None
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -42,6 +61,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from .modeling.info import flops_per_token, format_info, parameter_breakdown, resolve_config
 
     overrides = parse_overrides(args.overrides, HBertConfig.field_names())
+    _check_types(overrides, HBertConfig())
     config = resolve_config(args.model, **overrides)
     if args.json:
         parts = parameter_breakdown(config)
@@ -66,6 +86,7 @@ def _cmd_showcase(args: argparse.Namespace) -> int:
     from .showcase import run_showcase
 
     overrides = parse_overrides(args.overrides, __import__("hbert").HBertConfig.field_names())
+    _check_types(overrides, __import__("hbert").HBertConfig())
     run_showcase(args.out, seq_len=args.seq_len, batch_size=args.batch_size, **overrides)
     return 0
 
@@ -177,7 +198,7 @@ def _finetune_overrides(items: list[str]) -> dict:
         if "=" not in item:
             raise UsageError(f"expected key=value, got {item!r}")
         key, raw = item.split("=", 1)
-        out[key] = yaml.safe_load(raw) if raw else raw
+        out[key] = _yaml_value(key, raw)
     return out
 
 

@@ -17,6 +17,11 @@ def load_encoder(name: str, max_len: int, trust_remote_code: bool = False):
 
     if name in PRESETS:  # a preset at its default shape, random weights: speed does not depend on the weights
         return HBertModel(HBertConfig.from_preset(name, max_position_embeddings=max(512, max_len)))
+    import os
+
+    if not os.path.isdir(name) and (os.path.exists(name) or name.startswith((".", "/", "~")) or name.count("/") > 1):
+        raise ValueError(f"{name} is not a checkpoint folder; accepted: a checkpoint folder, a preset "
+                         f"({', '.join(PRESETS)}) or a hub name (org/name)")  # fmt: skip
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()

@@ -82,7 +82,25 @@ def make_config(overrides: dict | None = None) -> FinetuneConfig:
         except (TypeError, ValueError) as err:
             raise FinetuneError(f"{key}: cannot use {value!r} (expected {type(current).__name__})") from err
         setattr(config, key, value)
+    _check_ranges(config)
     return config
+
+
+_RANGES = {"lr": (0.0, 1.0), "epochs": (1, 10_000), "batch_size": (1, 1e6), "warmup": (0.0, 1.0),
+           "weight_decay": (0.0, 1e3), "max_seq_len": (2, 1e6), "patience": (0, 10_000), "seed": (0, 2**31 - 1),
+           "max_train_examples": (0, 1e12), "max_eval_examples": (0, 1e12)}  # fmt: skip
+
+
+def _check_ranges(config: FinetuneConfig) -> None:
+    import math
+
+    for key, (low, high) in _RANGES.items():
+        value = getattr(config, key)
+        bad = not math.isfinite(value) or value < low or value > high or (key == "lr" and value == 0)
+        if bad:
+            raise FinetuneError(f"{key}={value!r}; accepted: {'> 0' if key == 'lr' else f'>= {low}'} and <= {high:g}")
+    if config.precision not in ("fp32", "bf16"):
+        raise FinetuneError(f"precision={config.precision!r}; accepted: fp32, bf16")
 
 
 def _as_bool(value) -> bool:
@@ -111,6 +129,7 @@ def _check_local(checkpoint: str) -> None:
 def load_classifier(checkpoint: str, spec: TaskSpec, trust_remote_code: bool = False):
     """(model, tokenizer) for a task: any checkpoint with a sequence-classification class; one that ships its
     own code loads only with ``trust_remote_code``."""
+    from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     from ..remote import RemoteCodeError, auto_from_pretrained
@@ -137,7 +156,10 @@ def load_classifier(checkpoint: str, spec: TaskSpec, trust_remote_code: bool = F
     hf_logging.set_verbosity_error()  # the load report lists the fresh classifier head as "missing": expected here
     try:
         model = auto_from_pretrained(AutoModelForSequenceClassification, checkpoint, trust_remote_code, **kwargs)
-    except (ValueError, KeyError) as err:
+    except (OSError, SafetensorError) as err:
+        raise FinetuneError(f"{checkpoint}: the weights cannot be read ({str(err).splitlines()[0][:200]}); "
+                            f"accepted: a complete checkpoint folder (save or copy it again)") from err  # fmt: skip
+    except (ValueError, KeyError, RuntimeError) as err:
         raise FinetuneError(
             f"{checkpoint} (model_type {config.model_type!r}) is not a classifier-compatible encoder: "
             f"{str(err).splitlines()[0][:200]}; accepted: hbert checkpoints or any model with a "

@@ -306,6 +306,7 @@ def saved_config(run_dir: str | os.PathLike, impl_overrides: list[str] | None = 
     if not isinstance(data, dict):
         raise TrainingError(f"{saved}: not a run configuration (a YAML mapping of sections); restore it")
     config = config_from_dict(data)
+    config.out = str(run_dir)  # the folder given, also when the run was moved since
     for item in impl_overrides or []:
         key, value = parse_override(item)
         if not key.startswith("impl."):
