@@ -27,7 +27,7 @@ from .training_helpers import make_corpus, tiny_config
 
 SOURCES = str(Path(hbert.__file__).resolve().parents[1])  # the hbert under test, also from another folder
 EVIL_CODE = """import pathlib
-pathlib.Path(__file__).with_name("RAN").write_text("remote code ran")
+pathlib.Path(MARKER).write_text("remote code ran")  # transformers runs a copy of this file: an absolute path
 from transformers import PretrainedConfig
 
 
@@ -41,7 +41,7 @@ def make_foreign_checkpoint(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     auto = {k: "configuration_evil.EvilConfig" for k in ("AutoConfig", "AutoModel", "AutoModelForMaskedLM")}
     (folder / "config.json").write_text(json.dumps({"model_type": "evil", "auto_map": auto}))
-    (folder / "configuration_evil.py").write_text(EVIL_CODE)
+    (folder / "configuration_evil.py").write_text(EVIL_CODE.replace("MARKER", repr(str(folder / "RAN"))))
     return folder
 
 
