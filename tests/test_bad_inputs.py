@@ -401,6 +401,11 @@ CASES = [
         r"files must map split names to data files",
     ),
     # ---- hbert finetune / eval / bench
+    Case(
+        "finetune-hub-name-unreachable",  # a hub id is tried (offline here), not refused unseen
+        lambda w, d: ["finetune", "someorg/somemodel", str(w["spec"] / "spec.yaml")],
+        r"someorg/somemodel is not a local folder, nor loadable from the hub \(.*\); accepted",
+    ),
     Case("finetune-unknown-task", lambda w, d: ["finetune", str(w["ckpt"]), "sst3"], rf"unknown task 'sst3'; {A}"),
     Case(
         "finetune-missing-checkpoint",
