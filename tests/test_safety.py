@@ -151,7 +151,7 @@ def test_a_planted_pickle_never_runs_and_the_older_checkpoint_takes_over(interru
 
 @pytest.mark.parametrize(
     "damage",
-    ["truncated-weights", "missing-state", "truncated-state", "corrupt-config", "no-manifest", "flipped-byte"],
+    ["truncated-weights", "missing-state", "truncated-state", "corrupt-config", "flipped-byte"],
 )
 def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(interrupted, tmp_path, capsys, damage):
     run = _copy(interrupted, tmp_path / "run")
@@ -165,8 +165,6 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(interru
         (newest / "state.pt").write_bytes((newest / "state.pt").read_bytes()[:50])
     elif damage == "corrupt-config":
         (newest / "model" / "config.json").write_text("{")
-    elif damage == "no-manifest":
-        (newest / "manifest.json").unlink()
     else:
         data = bytearray(weights.read_bytes())
         data[-10] ^= 0xFF
@@ -175,6 +173,14 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(interru
     assert path.name == "step-00000002" and state["budget"]["steps"] == 2
     err = capsys.readouterr().err
     assert "skipping damaged checkpoint(s) step-00000004" in err and str(path) in err
+
+
+def test_a_checkpoint_from_before_manifests_still_resumes(interrupted, tmp_path):
+    run = _copy(interrupted, tmp_path / "run")
+    for manifest in (run / "checkpoints").glob("step-*/manifest.json"):
+        manifest.unlink()
+    path, _, state = load_checkpoint(run)
+    assert path.name == "step-00000004" and state["budget"]["steps"] == 4
 
 
 def test_resume_refuses_a_config_edited_in_a_results_setting_but_not_in_a_speed_one(interrupted, tmp_path):

@@ -140,7 +140,9 @@ def load_classifier(checkpoint: str, spec: TaskSpec, trust_remote_code: bool = F
     except RemoteCodeError:
         raise
     except (OSError, ValueError) as err:
-        where = "a checkpoint folder" if os.path.isdir(checkpoint) else "a local folder, nor loadable from the hub"
+        where = (
+            "a model checkpoint folder" if os.path.isdir(checkpoint) else "a local folder, nor loadable from the hub"
+        )
         raise FinetuneError(
             f"{checkpoint} is not {where} ({str(err).splitlines()[0][:200]}); accepted: a "
             f"folder with config.json and weights, or a hub name when the hub is reachable"

@@ -16,6 +16,7 @@ import torch
 from ..files import remove_stale_temps, temp_name, write_atomic
 
 MANIFEST = "manifest.json"
+NO_MANIFEST = "no manifest.json (saved by an hbert before manifests, or not by hbert)"
 
 
 class CheckpointError(RuntimeError):
@@ -41,7 +42,7 @@ def checkpoint_problem(folder: Path) -> str | None:
     """Why ``folder`` is not an intact checkpoint, or None when it is."""
     manifest = folder / MANIFEST
     if not manifest.is_file():
-        return "no manifest.json (an interrupted or foreign save)"
+        return NO_MANIFEST
     try:
         entries = json.loads(manifest.read_text())["files"]
     except (ValueError, KeyError, TypeError) as err:
@@ -120,7 +121,7 @@ def _load_one(path: Path):
     from ..modeling import HBertForMaskedLM
 
     problem = checkpoint_problem(path)
-    if problem:
+    if problem and problem != NO_MANIFEST:  # without a manifest (older runs), loading below is the only check
         raise CheckpointError(problem)
     state = torch.load(path / "state.pt", weights_only=True, map_location="cpu")
     model = HBertForMaskedLM.from_pretrained(path / "model")

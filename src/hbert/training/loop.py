@@ -296,7 +296,6 @@ def environment(device, precision, d: Dist) -> dict:
 
 def saved_config(run_dir: str | os.PathLike, impl_overrides: list[str] | None = None) -> PretrainConfig:
     """The configuration a run was started with, plus speed-only (``impl.*``) overrides for its resumption."""
-
     from ..config import parse_override, set_key
 
     saved = Path(run_dir) / "config.yaml"
