@@ -254,6 +254,7 @@ CASES = [
     ),
     Case("pretrain-onto-an-existing-run", lambda w, d: [*pre(w), f"out={w['run']}"], r"already holds a run"),
     Case("pretrain-out-unwritable", lambda w, d: [*pre(w), "out=/proc/hbert-run"], r"/proc/hbert-run"),
+    Case("pretrain-out-not-permitted", lambda w, d: [*pre(w), "out=/sys/hbert-run"], r"not permitted: /sys/hbert-run"),
     Case("resume-nothing-there", lambda w, d: ["pretrain", "--resume", str(d / "none")], r"no config\.yaml there"),
     Case(
         "resume-with-results-override",
