@@ -109,10 +109,9 @@ def test_foreign_code_runs_only_with_the_opt_in(tmp_path, corpus):
     _hbert("finetune", str(finetune), str(spec), "--trust-remote-code", cwd=tmp_path)
     assert (finetune / "RAN").exists()
     teacher = make_foreign_checkpoint(tmp_path / "teacher")
-    with pytest.raises(Exception):  # noqa: B017 - the shipped code defines no model; only the marker matters here
-        pretrain(tiny_config(corpus, tmp_path / "run", "budget=2-steps", "masking=entropy",
-                             f"masking.teacher={teacher}", "masking.trust_remote_code=true"))  # fmt: skip
-    assert (teacher / "RAN").exists()
+    _hbert("pretrain", f"corpus={corpus}", "out=run", "budget=2-steps", "masking=entropy", f"masking.teacher={teacher}",
+           "masking.trust_remote_code=true", cwd=tmp_path)  # fmt: skip
+    assert (teacher / "RAN").exists()  # (each command then fails: the shipped code defines no model)
 
 
 # ------------------------------------------------------------------------------------------ resume state
