@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+REMOTE_HELP = "allow a checkpoint that ships its own Python code to run it (hbert checkpoints never need this)"
+
 
 class UsageError(ValueError):
     """A bad command line or configuration; printed without a traceback."""
@@ -30,9 +32,28 @@ def parse_overrides(items: list[str], known: list[str]) -> dict[str, Any]:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UsageError(f"unknown config key {key!r}{hint}; accepted: {', '.join(sorted(known))}")
-        value = yaml.safe_load(raw) if raw else raw
+        value = _yaml_value(key, raw)
         out[key] = raw if key == "layer_types" and isinstance(value, (int, float)) else value
     return out
+
+
+def _check_types(overrides: dict[str, Any], defaults) -> None:
+    """A number where the field holds a number (``hidden_size=abc`` is refused by name)."""
+    for key, value in overrides.items():
+        current = getattr(defaults, key, None)
+        if isinstance(current, bool) or current is None or key == "layer_types":
+            continue
+        if isinstance(current, int) and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise UsageError(f"{key}={value!r}; accepted: a whole number")
+        if isinstance(current, float) and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            raise UsageError(f"{key}={value!r}; accepted: a number")
+
+
+def _yaml_value(key: str, raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw) if raw else raw
+    except yaml.YAMLError:
+        raise UsageError(f"{key}: cannot read the value {raw!r}; accepted: a number, true/false, a word") from None
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -40,6 +61,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from .modeling.info import flops_per_token, format_info, parameter_breakdown, resolve_config
 
     overrides = parse_overrides(args.overrides, HBertConfig.field_names())
+    _check_types(overrides, HBertConfig())
     config = resolve_config(args.model, **overrides)
     if args.json:
         parts = parameter_breakdown(config)
@@ -64,6 +86,7 @@ def _cmd_showcase(args: argparse.Namespace) -> int:
     from .showcase import run_showcase
 
     overrides = parse_overrides(args.overrides, __import__("hbert").HBertConfig.field_names())
+    _check_types(overrides, __import__("hbert").HBertConfig())
     run_showcase(args.out, seq_len=args.seq_len, batch_size=args.batch_size, **overrides)
     return 0
 
@@ -141,28 +164,23 @@ def _cmd_data_tasks(args: argparse.Namespace) -> int:
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from .config import ConfigError, load_config
-    from .data.corpus import CorpusError
-    from .training import BudgetError, TrainingError, pretrain
+    from .training import pretrain
 
     items = list(args.items)
     path = items.pop(0) if items and "=" not in items[0] else None
-    try:
-        if args.resume:
-            speed_only = [i for i in items if not i.startswith("impl.")]
-            if path or speed_only:
-                raise ConfigError(
-                    f"--resume continues a run with its own settings; only impl.* (speed) overrides are accepted, "
-                    f"got {', '.join(([path] if path else []) + speed_only)}"
-                )
-            from .training.loop import saved_config
+    if args.resume:
+        speed_only = [i for i in items if not i.startswith("impl.")]
+        if path or speed_only:
+            raise ConfigError(
+                f"--resume continues a run with its own settings; only impl.* (speed) overrides are accepted, "
+                f"got {', '.join(([path] if path else []) + speed_only)}"
+            )
+        from .training.loop import saved_config
 
-            config = saved_config(args.resume, items)
-        else:
-            config = load_config(path, items)
-        summary = pretrain(config, resume=args.resume)
-    except (ConfigError, CorpusError, BudgetError, TrainingError) as err:
-        print(f"hbert pretrain: error: {err}", file=sys.stderr)
-        return 2
+        config = saved_config(args.resume, items)
+    else:
+        config = load_config(path, items)
+    summary = pretrain(config, resume=args.resume)
     keys = ("status", "steps", "tokens", "charged_seconds", "heldout_mlm_acc", "heldout_mlm_loss")
     print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))
     return 0 if summary["status"] in ("completed", "interrupted") else 1
@@ -181,7 +199,7 @@ def _finetune_overrides(items: list[str]) -> dict:
         if "=" not in item:
             raise UsageError(f"expected key=value, got {item!r}")
         key, raw = item.split("=", 1)
-        out[key] = yaml.safe_load(raw) if raw else raw
+        out[key] = _yaml_value(key, raw)
     return out
 
 
@@ -191,6 +209,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     overrides = _finetune_overrides(args.overrides)
     out = overrides.pop("out", None)
     config = make_config(overrides)
+    config.trust_remote_code = config.trust_remote_code or args.trust_remote_code
     result = finetune(args.checkpoint, args.task, config, save=args.save or None)
     if out:
         os.makedirs(out, exist_ok=True)
@@ -234,6 +253,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     overrides = _finetune_overrides(args.overrides)
     out = overrides.pop("out", None)
     config = make_config(overrides)
+    config.trust_remote_code = config.trust_remote_code or args.trust_remote_code
     tasks = list(SUITES[args.suite]) if args.suite in SUITES else args.suite.split(",")
     result = evaluate_suite(args.checkpoint, tasks, args.seeds, config)
     table = suite_markdown(result)
@@ -250,27 +270,47 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench.inference import bench_inference, inference_markdown
 
-    lengths = tuple(int(x) for x in args.lengths.split(","))
+    lengths = args.lengths
     device = args.device if args.device != "auto" else ("cuda" if _cuda() else "cpu")
-    rows = bench_inference(args.models, lengths, args.batch, args.repeats, device)
+    rows = bench_inference(
+        args.models, lengths, args.batch, args.repeats, device, trust_remote_code=args.trust_remote_code
+    )
     print(json.dumps(rows, indent=2) if args.json else inference_markdown(rows))
     return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .config import ConfigError
-    from .experiments import Recipe, RecipeError, run_recipe
-    from .training import BudgetError, TrainingError
+    from .experiments import Recipe, run_recipe
 
-    try:
-        recipe = Recipe.load(args.recipe, args.overrides)
-        out = run_recipe(recipe)
-    except (RecipeError, ConfigError, BudgetError, TrainingError) as err:
-        print(f"hbert compare: error: {err}", file=sys.stderr)
-        return 2
+    recipe = Recipe.load(args.recipe, args.overrides)
+    out = run_recipe(recipe)
     print((out / "REPORT.md").read_text())
     print(f"results: {out / 'results.csv'}; plots: {out / 'heldout_accuracy.png'}")
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 0 < value <= 10**9:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 1e9, got {text!r}")
+    return value
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def _lengths(text: str) -> tuple[int, ...]:
+    return tuple(_positive_int(x) for x in text.split(","))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -280,16 +320,18 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="parameters per component and FLOPs per token of a preset or checkpoint")
     info.add_argument("model", help="a preset (bert, additive, hbert-v1, hbert-v2, hbert-mix) or a checkpoint folder")
     info.add_argument("overrides", nargs="*", help="config overrides as key=value, e.g. hidden_size=256")
-    info.add_argument("--seq-len", type=int, default=128, help="sequence length for attention FLOPs (default 128)")
-    info.add_argument("--mask-ratio", type=float, default=0.15, help="share of tokens predicted (default 0.15)")
+    info.add_argument(
+        "--seq-len", type=_positive_int, default=128, help="sequence length for attention FLOPs (default 128)"
+    )
+    info.add_argument("--mask-ratio", type=_share, default=0.15, help="share of tokens predicted (default 0.15)")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(func=_cmd_info)
 
     show = sub.add_parser("showcase", help="build every preset at a small shape, count and time it, write a table")
     show.add_argument("overrides", nargs="*", help="shape overrides as key=value (default L=4 H=256 A=4 FFN=1024)")
     show.add_argument("--out", default="runs/showcase", help="folder for showcase.md and showcase.json")
-    show.add_argument("--seq-len", type=int, default=128)
-    show.add_argument("--batch-size", type=int, default=16)
+    show.add_argument("--seq-len", type=_positive_int, default=128)
+    show.add_argument("--batch-size", type=_positive_int, default=16)
     show.set_defaults(func=_cmd_showcase)
 
     pre = sub.add_parser("pretrain", help="pretrain an encoder for a budget (time, tokens or steps)")
@@ -311,25 +353,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ft.add_argument("--save", metavar="DIR", help="save the fine-tuned model here")
     ft.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+    ft.add_argument("--trust-remote-code", action="store_true", help=REMOTE_HELP)
     ft.set_defaults(func=_cmd_finetune)
 
     ev = sub.add_parser("eval", help="fine-tune on a suite of tasks with several seeds: median and spread")
     ev.add_argument("checkpoint")
     ev.add_argument("overrides", nargs="*", help="fine-tuning settings as key=value; out=DIR writes JSON + markdown")
     ev.add_argument("--suite", default="offline", help="glue | offline | task names, comma separated")
-    ev.add_argument("--seeds", type=int, default=1)
+    ev.add_argument("--seeds", type=_positive_int, default=1, help="seeds per task (default 1)")
     ev.add_argument("--json", action="store_true")
+    ev.add_argument("--trust-remote-code", action="store_true", help=REMOTE_HELP)
     ev.set_defaults(func=_cmd_eval)
 
     bench = sub.add_parser("bench", help="speed measurements")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
     inf = bench_sub.add_parser("inference", help="sequences/s and latency of several encoders side by side")
     inf.add_argument("models", nargs="+", help="checkpoint folders or presets")
-    inf.add_argument("--lengths", default="128,512")
-    inf.add_argument("--batch", type=int, default=32)
-    inf.add_argument("--repeats", type=int, default=5)
+    inf.add_argument("--lengths", type=_lengths, default=(128, 512), help="comma separated (default 128,512)")
+    inf.add_argument("--batch", type=_positive_int, default=32)
+    inf.add_argument("--repeats", type=_positive_int, default=5)
     inf.add_argument("--device", default="auto", help="auto | cpu | cuda")
     inf.add_argument("--json", action="store_true")
+    inf.add_argument("--trust-remote-code", action="store_true", help=REMOTE_HELP)
     inf.set_defaults(func=_cmd_bench)
 
     cmp_ = sub.add_parser("compare", help="run a recipe: arms x seeds on one budget, then results and report")
@@ -346,10 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True)
     prep = data_sub.add_parser("prepare", help="fetch, clean, split, tokenize and pack a corpus (cached)")
     prep.add_argument("--corpus", default="offline-en", help="offline-en | hf:NAME[:CONFIG] | files:GLOB | disk:PATH")
-    prep.add_argument("--seq-len", type=int, default=128)
+    prep.add_argument("--seq-len", type=_positive_int, default=128)
     prep.add_argument("--tokenizer", default="bert-base-uncased", help="bert-base-uncased | vocab:PATH | train:N")
     prep.add_argument("--out", help="output folder (default: the cache, keyed by the settings)")
-    prep.add_argument("--heldout", type=float, default=0.05, help="share of documents held out (default 0.05)")
+    prep.add_argument("--heldout", type=_share, default=0.05, help="share of documents held out (default 0.05)")
     prep.add_argument("--seed", type=int, default=0)
     prep.add_argument("--extras", default="", help="offline extras, comma separated: shakespeare")
     prep.add_argument("--text-field", "--text-column", dest="text_column", default="text",
@@ -362,7 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="offline",
         help="evaluation texts to keep out: offline, glue, task names or spec files, comma separated; or none",
     )
-    prep.add_argument("--max-documents", type=int, help="at most this many documents per source (quick slices)")
+    prep.add_argument(
+        "--max-documents", type=_positive_int, help="at most this many documents per source (quick slices)"
+    )
     prep.add_argument("--json", action="store_true", help="print the manifest as JSON")
     prep.add_argument("--quiet", action="store_true", help="no progress bars")
     prep.set_defaults(func=_cmd_data_prepare)
@@ -387,16 +434,48 @@ def _cuda() -> bool:
         return False
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line; ``key=value`` overrides are accepted after the options as well as before them
+    (``hbert eval CKPT --suite glue --seeds 3 out=DIR``)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    target = "overrides" if hasattr(args, "overrides") else "items" if hasattr(args, "items") else None
+    stray = [x for x in extra if target is None or x.startswith("-") or "=" not in x]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        setattr(args, target, [*getattr(args, target), *extra])
+    return args
+
+
+def _one_line(err: BaseException) -> str:
+    """The error as one line: a user error is reported, not dumped."""
+    if isinstance(err, OSError) and err.filename and err.strerror:
+        text = f"{err.strerror}: {err.filename}"
+    elif isinstance(err, yaml.YAMLError):
+        mark = getattr(err, "problem_mark", None)
+        where = f"{mark.name} line {mark.line + 1}" if mark is not None else "a YAML file"
+        text = f"{where} is not valid YAML ({getattr(err, 'problem', None) or err})"
+    else:
+        text = str(err) or type(err).__name__
+    text = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    return text if len(text) <= 600 else text[:597] + "..."
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     try:
         return args.func(args)
-    except (UsageError, ValueError, FileNotFoundError) as err:
-        print(f"hbert {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except RuntimeError as err:  # FetchError and friends: a named cause, no traceback
-        print(f"hbert {args.command}: error: {err}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        print(f"hbert {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # every failure reaches the user as one line; HBERT_DEBUG=1 shows the traceback
+        if os.environ.get("HBERT_DEBUG"):
+            raise
+        expected = isinstance(err, (ValueError, OSError, RuntimeError, yaml.YAMLError, MemoryError))
+        hint = "" if expected else f" ({type(err).__name__}; set HBERT_DEBUG=1 to see the traceback)"
+        print(f"hbert {args.command}: error: {_one_line(err)}{hint}", file=sys.stderr)
+        return 2 if isinstance(err, ValueError) else 1
 
 
 if __name__ == "__main__":

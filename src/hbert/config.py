@@ -49,6 +49,7 @@ class MaskingConfig:
     mixed_fraction: float = 0.5  # mixed: share of the k masks chosen by entropy
     self_warmup: float = 0.1  # source=self: random masking for this share of the budget
     teacher_precision: str = "bf16"  # bf16 | fp32 for the teacher's forwards
+    trust_remote_code: bool = False  # let a teacher (masking or KD) that ships its own Python code run it
 
 
 @dataclass
@@ -262,7 +263,11 @@ def parse_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ConfigError(f"expected key=value, got {item!r}")
     key, raw = item.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"{key}: cannot read the value {raw!r}; quote it, or write a number, true/false, a "
+                          f"word or a [list]") from None  # fmt: skip
     if key.endswith("layer_types") and not isinstance(value, list):
         value = raw
     return key.strip(), value
@@ -273,7 +278,9 @@ def load_config(path: str | None = None, overrides: list[str] | None = None, con
     if path:
         if not os.path.isfile(path):
             raise ConfigError(f"config file {path} does not exist")
-        data = yaml.safe_load(open(path)) or {}
+        from .files import read_yaml
+
+        data = read_yaml(path) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a config is a YAML mapping of sections")
         for key, value in data.items():
@@ -303,3 +310,81 @@ def config_from_dict(data: dict) -> PretrainConfig:
         else:
             set_key(config, key, value)
     return config
+
+
+# ------------------------------------------------------------------------------------------ validation
+
+_CHOICES = {
+    "masking.kind": ("random", "entropy"),
+    "masking.source": ("teacher", "self"),
+    "masking.scoring": ("candidates", "token-stats"),
+    "masking.rule": ("high", "low", "sample", "mixed"),
+    "masking.teacher_precision": ("bf16", "fp32"),
+    "train.schedule": ("linear", "cosine", "triangle"),
+    "init.kind": ("random", "complete", "partial"),
+    "init.scheme": ("bert", "subln"),
+    "impl.precision": ("auto", "fp32", "bf16", "fp16"),
+}
+# key -> (low, high, low_open): the accepted range of each number; high None = unbounded
+_RANGES = {
+    "masking.ratio": (0.0, 1.0, True),
+    "masking.mask_prob": (0.0, 1.0, False),
+    "masking.random_prob": (0.0, 1.0, False),
+    "masking.pool": (1.0, 1e6, False),
+    "masking.temperature": (0.0, 1e6, True),
+    "masking.mixed_fraction": (0.0, 1.0, False),
+    "masking.self_warmup": (0.0, 1.0, False),
+    "objective.kd.alpha": (0.0, 1.0, False),
+    "objective.kd.temperature": (0.0, 1e6, True),
+    "train.batch_size": (1, 1e9, False),
+    "train.lr": (0.0, 1e3, True),
+    "train.warmup": (0.0, 1.0, False),
+    "train.weight_decay": (0.0, 1e3, False),
+    "train.eps": (0.0, 1.0, True),
+    "train.grad_clip": (0.0, 1e9, False),
+    "train.eval_blocks": (1, 1e9, False),
+    "train.max_nonfinite": (1, 1e9, False),
+    "init.freeze_fraction": (0.0, 1.0, False),
+    "impl.micro_batch_size": (0, 1e9, False),
+    "impl.log_every": (1, 1e9, False),
+}
+
+
+def _get(config: PretrainConfig, key: str) -> Any:
+    value: Any = config
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def validate_config(config: PretrainConfig) -> None:
+    """Check every setting before anything is loaded or trained, so that a bad value stops the run at once with
+    one message naming it and what is accepted (not after the budget has been spent)."""
+    import math
+
+    for key, accepted in _CHOICES.items():
+        if _get(config, key) not in accepted:
+            raise ConfigError(f"{key}={_get(config, key)!r}; accepted: {', '.join(accepted)}")
+    for key, (low, high, low_open) in _RANGES.items():
+        value = _get(config, key)
+        too_low = value <= low if low_open else value < low
+        if not math.isfinite(value) or too_low or value > high:
+            bound = f"> {low}" if low_open else f">= {low}"
+            raise ConfigError(f"{key}={value!r}; accepted: a number {bound} and <= {high:g}")
+    if config.masking.mask_prob + config.masking.random_prob > 1.0:
+        raise ConfigError("masking.mask_prob + masking.random_prob exceed 1; accepted: a sum of at most 1")
+    if not 0.0 <= config.train.betas[0] < 1.0 or not 0.0 <= config.train.betas[1] < 1.0:
+        raise ConfigError(f"train.betas={list(config.train.betas)}; accepted: two numbers in [0, 1)")
+    if config.impl.micro_batch_size and config.train.batch_size % config.impl.micro_batch_size:
+        raise ConfigError(
+            f"impl.micro_batch_size={config.impl.micro_batch_size} does not divide train.batch_size="
+            f"{config.train.batch_size}; accepted: a divisor of the batch, or 0 (the whole batch at once)"
+        )
+    from .training.budget import Budget, parse_interval
+
+    Budget.parse(config.budget)
+    for key in ("train.eval_every", "train.checkpoint_every"):
+        try:
+            parse_interval(_get(config, key))
+        except ValueError as err:
+            raise ConfigError(f"{key}: {err}") from err

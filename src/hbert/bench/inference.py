@@ -10,26 +10,33 @@ import time
 import torch
 
 
-def load_encoder(name: str, max_len: int):
+def load_encoder(name: str, max_len: int, trust_remote_code: bool = False):
     from transformers import AutoModel
 
     from ..modeling import PRESETS, HBertConfig, HBertModel
 
     if name in PRESETS:  # a preset at its default shape, random weights: speed does not depend on the weights
         return HBertModel(HBertConfig.from_preset(name, max_position_embeddings=max(512, max_len)))
+    import os
+
+    if not os.path.isdir(name) and (os.path.exists(name) or name.startswith((".", "/", "~")) or name.count("/") > 1):
+        raise ValueError(f"{name} is not a checkpoint folder; accepted: a checkpoint folder, a preset "
+                         f"({', '.join(PRESETS)}) or a hub name (org/name)")  # fmt: skip
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # an MLM checkpoint's head is "unexpected" for the bare encoder: expected
     try:
-        return AutoModel.from_pretrained(name, trust_remote_code=True)
+        from ..remote import auto_from_pretrained
+
+        return auto_from_pretrained(AutoModel, name, trust_remote_code)
     finally:
         hf_logging.set_verbosity(verbosity)
 
 
 def bench_inference(names: list[str], lengths=(128, 512), batch: int = 32, repeats: int = 5, device: str = "cpu",
-                    precisions=("fp32", "bf16")) -> list[dict]:  # fmt: skip
-    models = {n: load_encoder(n, max(lengths)).to(device).eval() for n in names}
+                    precisions=("fp32", "bf16"), trust_remote_code: bool = False) -> list[dict]:  # fmt: skip
+    models = {n: load_encoder(n, max(lengths), trust_remote_code).to(device).eval() for n in names}
     rows = []
     for precision in precisions:
         ctx = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")

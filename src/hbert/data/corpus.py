@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import read_json, remove_stale_temps, temp_name
 from .fetch import FetchError, cache_root
 from .sources import Source, parse_corpus
 
@@ -329,7 +330,7 @@ def prepare_corpus(
     out_dir = Path(out) if out is not None else default_dir(settings)
     manifest_path = out_dir / "manifest.json"
     if manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
+        manifest = read_json(manifest_path)
         if manifest.get("key") == settings.key():
             return out_dir
         raise CorpusError(
@@ -346,7 +347,8 @@ def prepare_corpus(
     )
     sources, skipped = _usable_sources(sources)
     banned, decontamination_report = decontamination() if decontamination is not None else (set(), {})
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    remove_stale_temps(out_dir.parent)
+    tmp = out_dir.with_name(temp_name(out_dir.name))
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     started = time.time()
@@ -460,9 +462,14 @@ class Corpus:
                 f"{self.path} is not a prepared corpus ({hint}); prepare one with "
                 f"`hbert data prepare --corpus offline-en --out {self.path}`"
             )
-        self.manifest = json.loads(manifest.read_text())
-        self.seq_len = int(self.manifest["seq_len"])
-        self.dtype = np.dtype(self.manifest["dtype"])
+        self.manifest = read_json(manifest)
+        try:
+            self.seq_len = int(self.manifest["seq_len"])
+            self.dtype = np.dtype(self.manifest["dtype"])
+            {s: self.manifest["splits"][s]["blocks"] for s in SPLITS}
+        except (KeyError, TypeError, ValueError) as err:
+            raise CorpusError(f"{manifest}: not a corpus manifest ({err!r} missing or wrong); prepare the corpus "
+                              f"again") from None  # fmt: skip
         self._maps: dict[str, np.ndarray] = {}
 
     def blocks(self, split: str = "train") -> np.ndarray:
@@ -473,10 +480,31 @@ class Corpus:
             if info["blocks"] == 0:
                 self._maps[split] = np.zeros((0, self.seq_len), dtype=self.dtype)
             else:
+                self._check_size(split, info)
                 self._maps[split] = np.memmap(
                     self.path / info["file"], dtype=self.dtype, mode="r", shape=(info["blocks"], self.seq_len)
                 )
         return self._maps[split]
+
+    def _check_size(self, split: str, info: dict) -> None:
+        path = self.path / info["file"]
+        expected = info["blocks"] * self.seq_len * self.dtype.itemsize
+        actual = path.stat().st_size if path.is_file() else -1
+        if actual != expected:
+            found = "missing" if actual < 0 else f"{actual:,} bytes"
+            raise CorpusError(f"{path}: {found}, the manifest says {expected:,} bytes (truncated or replaced); "
+                              f"prepare the corpus again")  # fmt: skip
+
+    def check_vocabulary(self, vocab_size: int) -> None:
+        """Every token id of every split must be below ``vocab_size`` (a corpus / tokenizer mix-up otherwise
+        crashes deep inside the embedding)."""
+        for split in SPLITS:
+            blocks = self.blocks(split)
+            top = int(np.max(blocks)) if blocks.size else -1
+            if top >= vocab_size:
+                raise CorpusError(f"{self.path / self.manifest['splits'][split]['file']}: token id {top} is outside "
+                                  f"the tokenizer's vocabulary of {vocab_size}; prepare the corpus again with this "
+                                  f"tokenizer")  # fmt: skip
 
     def tokenizer(self):
         from transformers import AutoTokenizer
@@ -487,6 +515,7 @@ class Corpus:
         """Check the arrays against the manifest's checksums (raises CorpusError)."""
         for split in SPLITS:
             info = self.manifest["splits"][split]
+            self._check_size(split, info)
             digest = hashlib.sha256((self.path / info["file"]).read_bytes()).hexdigest()
             if digest != info["sha256"]:
                 raise CorpusError(f"{self.path / info['file']}: checksum mismatch; prepare the corpus again")

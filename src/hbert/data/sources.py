@@ -43,6 +43,15 @@ class Source:
         return text
 
 
+def _refuse_binary(path: str, raw: bytes) -> None:
+    """A NUL byte or mostly undecodable bytes at the start mean a binary file (an archive, an image, a model)."""
+    head = raw[:65536]
+    undecodable = head.decode("utf-8", errors="replace").count("\ufffd")
+    if b"\x00" in head or undecodable > 0.1 * max(1, len(head)):
+        raise ValueError(f"{path} looks like a binary file, not text; accepted: UTF-8 text (.txt) or JSON lines "
+                         f"(.jsonl)")  # fmt: skip
+
+
 _SPACE = re.compile(r"\s+")
 
 
@@ -338,6 +347,7 @@ class FilesSource(Source):
                 yield from arrow_documents(path, self.text_column)
                 continue
             raw = Path(path).read_bytes()
+            _refuse_binary(path, raw)
             text = self._decode(raw)
             if path.endswith((".jsonl", ".json")):
                 for number, line in enumerate(text.splitlines(), 1):
@@ -347,6 +357,9 @@ class FilesSource(Source):
                         record = json.loads(line)
                     except json.JSONDecodeError as err:
                         raise ValueError(f"{path}:{number}: not a JSON line ({err.msg})") from err
+                    if not isinstance(record, dict):
+                        raise ValueError(f"{path}:{number}: a JSON line must be an object with a "
+                                         f"{self.text_column!r} field, got {type(record).__name__}")  # fmt: skip
                     if self.text_column not in record:
                         raise ValueError(
                             f"{path}:{number}: no {self.text_column!r} field (fields: {', '.join(record)}); "

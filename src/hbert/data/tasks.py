@@ -303,6 +303,24 @@ _SPEC_KEYS = {
 }
 
 
+def _confined_files(spec: Path, files) -> dict[str, str]:
+    """``files:`` of a spec, resolved against the spec's folder and kept inside it: a spec names its own data,
+    never a file elsewhere on the machine (``../secret.csv``, ``/etc/passwd``)."""
+    if not isinstance(files, dict) or not files:
+        raise TaskError(f"{spec}: files must map split names to data files, e.g. {{train: train.csv}}")
+    folder = spec.parent.resolve()
+    out = {}
+    for split, name in files.items():
+        target = (folder / str(name)).resolve()
+        if not target.is_relative_to(folder):
+            raise TaskError(
+                f"{spec}: files.{split}={name!r} points outside the spec's folder; accepted: a path relative to "
+                f"{folder.name}/ inside it"
+            )
+        out[str(split)] = str(target)
+    return out
+
+
 def read_spec(path: str | os.PathLike) -> TaskSpec:
     """A local task from a YAML spec::
 
@@ -319,12 +337,13 @@ def read_spec(path: str | os.PathLike) -> TaskSpec:
     lists the tags in ``label_names`` (e.g. BIO: ``[O, B-PER, I-PER]``) and reports ``entity_f1``,
     ``entity_precision``, ``entity_recall`` (seqeval, spans) and ``accuracy`` (per word).
     """
-    import yaml
 
     path = Path(path)
     if not path.is_file():
         raise TaskError(f"task spec {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    from ..files import read_yaml
+
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise TaskError(f"{path}: a task spec is a YAML mapping with keys {', '.join(sorted(_SPEC_KEYS))}")
     unknown = sorted(set(data) - _SPEC_KEYS)
@@ -333,7 +352,10 @@ def read_spec(path: str | os.PathLike) -> TaskSpec:
     missing = [k for k in ("name", "files", "text_fields", "kind", "metrics") if k not in data]
     if missing:
         raise TaskError(f"{path}: missing key(s) {', '.join(missing)}")
-    files = {str(k): str((path.parent / v).resolve()) for k, v in dict(data["files"]).items()}
+    files = _confined_files(path, data["files"])
+    for key in ("text_fields", "metrics"):
+        if not isinstance(data[key], list) or not all(isinstance(x, str) for x in data[key]):
+            raise TaskError(f"{path}: {key} must be a list of names, got {data[key]!r}")
     label_names = tuple(str(x) for x in data["label_names"]) if data.get("label_names") else None
     kind = data["kind"]
     num_labels = int(
@@ -361,10 +383,24 @@ def _read_table(path: str) -> list[dict]:
         raise TaskError(f"data file {path} does not exist")
     text = _decode(Path(path).read_bytes())
     if path.endswith((".jsonl", ".json")):
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    if path.endswith((".csv", ".tsv")):
-        return list(csv.DictReader(io.StringIO(text), delimiter="\t" if path.endswith(".tsv") else ","))
-    raise TaskError(f"{path}: unsupported file type; accepted: .csv, .tsv, .jsonl (and .conll for token tasks)")
+        rows = [_json_row(path, number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    elif path.endswith((".csv", ".tsv")):
+        rows = list(csv.DictReader(io.StringIO(text), delimiter="\t" if path.endswith(".tsv") else ","))
+    else:
+        raise TaskError(f"{path}: unsupported file type; accepted: .csv, .tsv, .jsonl (and .conll for token tasks)")
+    if not rows:
+        raise TaskError(f"{path}: no rows; accepted: a header line and at least one row (JSONL: one object a line)")
+    return rows
+
+
+def _json_row(path: str, number: int, line: str) -> dict:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise TaskError(f"{path} line {number}: not valid JSON ({err.msg})") from None
+    if not isinstance(record, dict):
+        raise TaskError(f"{path} line {number}: a JSON object {{field: value}} expected, got {type(record).__name__}")
+    return record
 
 
 def _read_conll(path: str, words: str, tags: str) -> list[dict]:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,10 +71,19 @@ class Recipe:
     def load(cls, path: str, overrides: list[str] | None = None) -> Recipe:
         if not os.path.isfile(path):
             raise RecipeError(f"recipe {path} does not exist")
-        data = yaml.safe_load(open(path)) or {}
+        from ..files import read_yaml
+
+        data = read_yaml(path) or {}
+        if not isinstance(data, dict):
+            raise RecipeError(f"{path}: a recipe is a YAML mapping (name, base, budget, arms, ...)")
         for item in overrides or []:
-            key, _, value = item.partition("=")
-            data[key] = yaml.safe_load(value) if key != "budget" else value
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise RecipeError(f"expected key=value, got {item!r}")
+            try:
+                data[key] = yaml.safe_load(value) if key != "budget" else value
+            except yaml.YAMLError:
+                raise RecipeError(f"{key}: cannot read the value {value!r}") from None
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
@@ -88,8 +98,8 @@ class Recipe:
             candidate = os.path.join(os.path.dirname(path), "..", base)
             base = candidate if os.path.exists(candidate) else base
         data["base"] = base
-        data["arms"] = {str(k): [str(x) for x in (v or [])] for k, v in data["arms"].items()}
-        data["seeds"] = [int(s) for s in data.get("seeds", [0])]
+        data["arms"] = _arms(path, data["arms"])
+        data["seeds"] = _seeds(path, data.get("seeds", [0]))
         data["budget"] = str(data["budget"])
         recipe = cls(**data)
         if recipe.finetune_seeds < 1:
@@ -98,9 +108,41 @@ class Recipe:
             raise RecipeError(f"{path}: baseline {recipe.baseline!r} is not an arm (arms: {', '.join(recipe.arms)})")
         if recipe.teacher:
             recipe.pretrained = {"teacher": recipe.teacher, **recipe.pretrained}
+        for label, name in [("name", recipe.name), *(("pretrained model", n) for n in recipe.pretrained)]:
+            if not _SAFE_NAME.fullmatch(str(name)) or ".." in str(name):
+                raise RecipeError(f"{path}: {label} {str(name)!r} is not a safe folder name; accepted: letters, "
+                                  f"digits, '.', '_' and '-' (no '/', no '..')")  # fmt: skip
         if not recipe.out:
             recipe.out = os.path.join("runs", recipe.name)
         return recipe
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _arms(path: str, arms) -> dict[str, list[str]]:
+    """Arm names become folder names under ``out``: letters, digits, ``.``, ``_`` and ``-`` only (no ``/``,
+    no ``..``), so that an arm can never write outside the recipe's folder."""
+    if not isinstance(arms, dict) or not arms:
+        raise RecipeError(f"{path}: arms must map arm names to lists of overrides, e.g. {{bert: [model=bert]}}")
+    out = {}
+    for name, items in arms.items():
+        if not _SAFE_NAME.fullmatch(str(name)) or ".." in str(name):
+            raise RecipeError(
+                f"{path}: arm name {str(name)!r} is not a safe folder name; accepted: letters, digits, '.', '_' "
+                f"and '-' (at most 64, starting with a letter or digit, no '..')"
+            )
+        if items is not None and not isinstance(items, list):
+            raise RecipeError(f"{path}: arm {name!r} must list overrides, e.g. [model=bert], got {items!r}")
+        out[str(name)] = [str(x) for x in (items or [])]
+    return out
+
+
+def _seeds(path: str, seeds) -> list[int]:
+    seeds = seeds if isinstance(seeds, list) else [seeds]
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in seeds):
+        raise RecipeError(f"{path}: seeds={seeds!r}; accepted: a list of whole numbers from 0 to 2^31-1, e.g. [0, 1]")
+    return seeds
 
 
 def arm_overrides(recipe: Recipe, arm: str, seed: int, corpus: str, sources: dict[str, str]) -> list[str]:

@@ -53,6 +53,7 @@ class FinetuneConfig:
     precision: str = "fp32"  # fp32 | bf16
     progress: bool = True
     floors: str = "all"  # all | cheap | none: majority, bag-of-words and (all) a random-init twin beside the score
+    trust_remote_code: bool = False  # let a checkpoint that ships its own Python code run it (--trust-remote-code)
 
 
 PROTOCOLS = {
@@ -90,7 +91,25 @@ def make_config(overrides: dict | None = None) -> FinetuneConfig:
 
     if config.floors not in FLOOR_CHOICES:
         raise FinetuneError(f"floors={config.floors!r}; accepted: {', '.join(FLOOR_CHOICES)}")
+    _check_ranges(config)
     return config
+
+
+_RANGES = {"lr": (0.0, 1.0), "epochs": (1, 10_000), "batch_size": (1, 1e6), "warmup": (0.0, 1.0),
+           "weight_decay": (0.0, 1e3), "max_seq_len": (2, 1e6), "patience": (0, 10_000), "seed": (0, 2**31 - 1),
+           "max_train_examples": (0, 1e12), "max_eval_examples": (0, 1e12)}  # fmt: skip
+
+
+def _check_ranges(config: FinetuneConfig) -> None:
+    import math
+
+    for key, (low, high) in _RANGES.items():
+        value = getattr(config, key)
+        bad = not math.isfinite(value) or value < low or value > high or (key == "lr" and value == 0)
+        if bad:
+            raise FinetuneError(f"{key}={value!r}; accepted: {'> 0' if key == 'lr' else f'>= {low}'} and <= {high:g}")
+    if config.precision not in ("fp32", "bf16"):
+        raise FinetuneError(f"precision={config.precision!r}; accepted: fp32, bf16")
 
 
 def _as_bool(value) -> bool:
@@ -106,18 +125,37 @@ def _as_bool(value) -> bool:
 # ------------------------------------------------------------------------------------------ model and data
 
 
-def load_classifier(checkpoint: str, spec: TaskSpec):
-    """(model, tokenizer) for a task: any checkpoint with a sequence-classification class."""
+def _check_local(checkpoint: str) -> None:
+    """A path that is plainly local (not a hub name such as ``org/name``) must be a folder."""
+    if os.path.isdir(checkpoint):
+        return
+    if os.path.exists(checkpoint):
+        raise FinetuneError(f"{checkpoint} is a file; accepted: a checkpoint folder or a hub name (org/name)")
+    if checkpoint.startswith((".", "/", "~")) or checkpoint.count("/") > 1:
+        raise FinetuneError(f"checkpoint {checkpoint} does not exist; accepted: a checkpoint folder or a hub name")
+
+
+def load_classifier(checkpoint: str, spec: TaskSpec, trust_remote_code: bool = False):
+    """(model, tokenizer) for a task: any checkpoint with a sequence-classification class; one that ships its
+    own code loads only with ``trust_remote_code``."""
+    from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    import hbert.modeling  # noqa: F401 - registers the hbert classes with the Auto factories
+    from ..remote import RemoteCodeError, auto_from_pretrained
 
-    if not os.path.isdir(checkpoint) and os.path.sep in checkpoint:
-        raise FinetuneError(f"checkpoint {checkpoint} does not exist")
+    _check_local(checkpoint)
     try:
-        config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=True)
+        config = auto_from_pretrained(AutoConfig, checkpoint, trust_remote_code)
+    except RemoteCodeError:
+        raise
     except (OSError, ValueError) as err:
-        raise FinetuneError(f"{checkpoint} is not a model checkpoint ({str(err)[:200]})") from err
+        where = (
+            "a model checkpoint folder" if os.path.isdir(checkpoint) else "a local folder, nor loadable from the hub"
+        )
+        raise FinetuneError(
+            f"{checkpoint} is not {where} ({str(err).splitlines()[0][:200]}); accepted: a "
+            f"folder with config.json and weights, or a hub name when the hub is reachable"
+        ) from err
     kwargs = {"num_labels": spec.num_labels}
     kwargs["problem_type"] = "regression" if spec.kind == "regression" else "single_label_classification"
     if spec.label_names:
@@ -128,8 +166,11 @@ def load_classifier(checkpoint: str, spec: TaskSpec):
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load report lists the fresh classifier head as "missing": expected here
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(checkpoint, trust_remote_code=True, **kwargs)
-    except (ValueError, KeyError) as err:
+        model = auto_from_pretrained(AutoModelForSequenceClassification, checkpoint, trust_remote_code, **kwargs)
+    except (OSError, SafetensorError) as err:
+        raise FinetuneError(f"{checkpoint}: the weights cannot be read ({str(err).splitlines()[0][:200]}); "
+                            f"accepted: a complete checkpoint folder (save or copy it again)") from err  # fmt: skip
+    except (ValueError, KeyError, RuntimeError) as err:
         raise FinetuneError(
             f"{checkpoint} (model_type {config.model_type!r}) is not a classifier-compatible encoder: "
             f"{str(err).splitlines()[0][:200]}; accepted: hbert checkpoints or any model with a "
@@ -247,7 +288,7 @@ def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     device = _device(config.device)
-    model, tokenizer = load_classifier(checkpoint, spec)
+    model, tokenizer = load_classifier(checkpoint, spec, config.trust_remote_code)
     model.to(device)
     rows = task_splits(spec, config.max_train_examples, config.max_eval_examples)
     splits = {role: encode(tokenizer, r, spec, config.max_seq_len) for role, r in rows.items()}

@@ -105,20 +105,26 @@ def check_teacher(path: str, config, student_vocab: int, student_tokenizer) -> N
         )
 
 
-def load_teacher(path: str, device: torch.device, precision: str, student_vocab: int, student_tokenizer):
+def load_teacher(path: str, device: torch.device, precision: str, student_vocab: int, student_tokenizer,
+                 trust_remote_code: bool = False):  # fmt: skip
     """Load a masked-LM teacher (an hbert checkpoint, a Hugging Face BERT, or a hub name when online), check its
-    vocabulary, and put it in eval mode on the training device, optionally in bf16."""
+    vocabulary, and put it in eval mode on the training device, optionally in bf16. A teacher that ships its own
+    code loads only with ``trust_remote_code``."""
     from transformers import AutoConfig, AutoModelForMaskedLM
+
+    from ..remote import auto_from_pretrained
+
+    option = "masking.trust_remote_code=true"
 
     if not path:
         raise TeacherError("masking.source=teacher needs masking.teacher=PATH_OR_HUB_NAME")
     try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=True)
+        config = auto_from_pretrained(AutoConfig, path, trust_remote_code, option)
     except OSError as err:
         raise TeacherError(f"teacher {path!r} cannot be loaded ({err}); accepted: a masked-LM checkpoint folder, "
                            f"or a hub name such as bert-base-uncased when the hub is reachable") from err  # fmt: skip
     check_teacher(path, config, student_vocab, student_tokenizer)
-    model = AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=True)
+    model = auto_from_pretrained(AutoModelForMaskedLM, path, trust_remote_code, option)
     model.requires_grad_(False)
     if precision == "bf16":
         model.to(torch.bfloat16)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SCALE = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "B": 1e9, "T": 1e12}
+_LIMIT = 1e15  # seconds, tokens or steps: beyond any real run, and still exact as a float
 ACCEPTED = "a time such as 90s, 10m, 1h30m, 24h; a token count such as 50M-tokens; a step count such as 20000-steps"
 
 
@@ -30,12 +31,16 @@ class Budget:
         m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kKMGBT]?)[-_ ]?(tokens|steps)", raw)
         if m:
             amount = float(m.group(1)) * _SCALE[m.group(2)]
+            if not amount < _LIMIT:
+                raise BudgetError(f"budget {raw[:40]!r} is too large; accepted: {ACCEPTED} (at most {_LIMIT:.0e})")
             if amount <= 0:
                 raise BudgetError(f"budget {text!r} is not positive; accepted: {ACCEPTED}")
             return cls(m.group(3), amount if m.group(3) == "tokens" else float(math.ceil(amount)))
         parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd])", raw)
         if parts and re.fullmatch(r"(?:\s*\d+(?:\.\d+)?\s*[smhd])+\s*", raw):
             seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+            if not seconds < _LIMIT:
+                raise BudgetError(f"budget {raw[:40]!r} is too large; accepted: {ACCEPTED} (at most {_LIMIT:.0e})")
             if seconds > 0:
                 return cls("time", seconds)
         raise BudgetError(f"cannot parse budget {text!r}; accepted: {ACCEPTED}")

@@ -14,7 +14,6 @@ import dataclasses
 import json
 import os
 import platform
-import shutil
 import signal
 import sys
 import time
@@ -24,16 +23,24 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..config import PretrainConfig, config_from_dict, save_config, to_dict
+from ..config import PretrainConfig, config_from_dict, save_config, to_dict, validate_config
 from ..data.corpus import Corpus
-from ..data.tokenizer import save_with_model
+from ..files import read_yaml, remove_stale_temps, write_atomic
 from ..masking.base import SpecialIds, build_masking
 from ..masking.random import RandomMasking
 from ..masking.teacher import load_teacher, sparse_logits
 from ..modeling import HBertConfig, HBertForMaskedLM
 from ..objectives import kd_loss
 from .budget import Budget, BudgetState, lr_multiplier, parse_interval
-from .card import command_line, model_card, write_model_card
+from .card import command_line, model_card
+from .checkpoint import (
+    CheckpointError,
+    changed_result_settings,
+    export_final,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .init import frozen_parameters, subln_scale, transfer
 from .share import MachineShare
 
@@ -205,77 +212,6 @@ def evaluate(model: HBertForMaskedLM, inputs: torch.Tensor, labels: torch.Tensor
     return {"heldout_mlm_acc": correct / total, "heldout_mlm_loss": loss_sum / total, "heldout_tokens": total}
 
 
-# ------------------------------------------------------------------------------------------ checkpoints
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _quiet_save(obj, path) -> None:
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        obj.save_pretrained(path)
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
-
-
-def save_checkpoint(run_dir: Path, model, tokenizer, state: dict, keep: int = 2) -> Path:
-    """Write ``checkpoints/step-N`` into a temporary folder, rename it into place, then point ``latest`` at it.
-    A kill or a full disk during the save leaves the previous checkpoint intact (and ``latest`` on it)."""
-    root = run_dir / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    name = f"step-{state['budget']['steps']:08d}"
-    final = root / name
-    tmp = root / f".{name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir()
-        _quiet_save(model, tmp / "model")
-        save_with_model(tokenizer, tmp / "model", model.config.max_position_embeddings)
-        torch.save(state, tmp / "state.pt")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _write_atomic(root / "latest", name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and p.name != name)
-    for p in old[: max(0, len(old) - (keep - 1))]:
-        shutil.rmtree(p, ignore_errors=True)
-    return final
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    pointer = run_dir / "checkpoints" / "latest"
-    if not pointer.exists():
-        return None
-    path = run_dir / "checkpoints" / pointer.read_text().strip()
-    return path if (path / "state.pt").exists() else None
-
-
-def export_final(run_dir: Path, model, tokenizer, card: str | None = None) -> Path:
-    """Write ``final/``: model, tokenizer (with the model's length limit) and, when given, the model card."""
-    final = run_dir / "final"
-    tmp = run_dir / f".final.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    _quiet_save(model, tmp)
-    save_with_model(tokenizer, tmp, model.config.max_position_embeddings)
-    if card is not None:
-        write_model_card(tmp, card)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return final
-
-
 def _final_card(model, corpus, summary: dict, run_dir: Path) -> str:
     parameters = sum(p.numel() for p in model.parameters())
     return model_card(model.config, parameters, corpus.manifest, summary, run_dir.name, command_line())
@@ -367,14 +303,16 @@ def environment(device, precision, d: Dist) -> dict:
 
 def saved_config(run_dir: str | os.PathLike, impl_overrides: list[str] | None = None) -> PretrainConfig:
     """The configuration a run was started with, plus speed-only (``impl.*``) overrides for its resumption."""
-    import yaml
-
     from ..config import parse_override, set_key
 
     saved = Path(run_dir) / "config.yaml"
     if not saved.exists():
         raise TrainingError(f"--resume {run_dir}: no config.yaml there; accepted: a run folder of hbert pretrain")
-    config = config_from_dict(yaml.safe_load(saved.read_text()))
+    data = read_yaml(saved)
+    if not isinstance(data, dict):
+        raise TrainingError(f"{saved}: not a run configuration (a YAML mapping of sections); restore it")
+    config = config_from_dict(data)
+    config.out = str(run_dir)  # the folder given, also when the run was moved since
     for item in impl_overrides or []:
         key, value = parse_override(item)
         if not key.startswith("impl."):
@@ -390,6 +328,32 @@ def compile_model(model: torch.nn.Module) -> torch.nn.Module:
     return torch.compile(model)
 
 
+def _resume_from(run_dir: Path, config: PretrainConfig):
+    """(model, state) of the newest intact checkpoint; refuses a config.yaml edited since in a results setting."""
+    try:
+        _, model, state = load_checkpoint(run_dir)
+    except CheckpointError as err:
+        raise TrainingError(str(err)) from err
+    changed = changed_result_settings(to_dict(config), state.get("config", {}))
+    if changed:
+        raise TrainingError(
+            f"--resume {run_dir}: config.yaml differs from the configuration stored in the checkpoint in results "
+            f"setting(s) {', '.join(changed[:5])}; accepted: only impl.* (speed) changes. Restore config.yaml or "
+            f"start a new run"
+        )
+    return model, state
+
+
+def _export_or_explain(run_dir: Path, model, tokenizer) -> None:
+    try:
+        export_final(run_dir, model, tokenizer)
+    except OSError as err:
+        raise TrainingError(
+            f"training completed, but final/ could not be written ({err.strerror or err}: {err.filename or run_dir}); "
+            f"the trained weights are in the last checkpoint {latest_checkpoint(run_dir)}"
+        ) from err
+
+
 def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
     """Run (or resume) a budgeted pretraining run; returns the summary (also written to ``summary.json``).
     With ``resume`` and no ``config``, the run's saved configuration is used."""
@@ -399,6 +363,7 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
         raise TrainingError("no corpus: set corpus=PATH (a folder made by `hbert data prepare`)")
     if not config.out:
         raise TrainingError("no run folder: set out=RUN_DIR")
+    validate_config(config)
     budget = Budget.parse(config.budget)
     corpus = Corpus(config.corpus)
     run_dir = Path(config.out)
@@ -417,6 +382,8 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
         torch.use_deterministic_algorithms(True)
 
     tokenizer = corpus.tokenizer()
+    corpus.verify()  # checksums: a truncated or altered corpus stops here, not in the middle of the run
+    corpus.check_vocabulary(len(tokenizer))
     ids = SpecialIds.from_tokenizer(tokenizer)
     kd = config.objective.kd
     if not 0.0 <= kd.alpha <= 1.0:
@@ -429,7 +396,9 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
 
     def teacher_for(path: str):
         if path not in teachers:
-            teachers[path] = load_teacher(path, device, teacher_precision, len(tokenizer), tokenizer)
+            teachers[path] = load_teacher(
+                path, device, teacher_precision, len(tokenizer), tokenizer, config.masking.trust_remote_code
+            )
         return teachers[path]
 
     mask_teacher = None
@@ -448,12 +417,10 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
     masking = build_masking(config.masking, ids, teacher=mask_teacher, precision=teacher_precision)
     masking.keep_logits = use_kd and kd.reuse_scoring_forward
     buckets = frequency_buckets(corpus, len(tokenizer)).to(device)
-    checkpoint = latest_checkpoint(run_dir) if resume else None
-    if resume and checkpoint is None:
-        raise TrainingError(f"--resume {run_dir}: no checkpoint to resume from (checkpoints/latest missing)")
-    if checkpoint is not None:
-        model = HBertForMaskedLM.from_pretrained(checkpoint / "model")
-        state = torch.load(checkpoint / "state.pt", weights_only=False)
+    if d.main:
+        remove_stale_temps(run_dir)
+    if resume:
+        model, state = _resume_from(run_dir, config)
         init_report = state["init_report"]
     else:
         if d.main and (run_dir / "checkpoints" / "latest").exists():
@@ -793,15 +760,17 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
                "world_size": d.world, "precision": precision, "init": {k: v for k, v in init_report.items()
                                                                        if k != "copied"}}  # fmt: skip
     if status == "completed":
+        checkpoint_now()  # the trained weights are saved before anything else can fail
+        if d.main:
+            _export_or_explain(run_dir, model, tokenizer)
         t0 = time.perf_counter()
         metrics = evaluate(model, eval_inputs, eval_labels, device, precision)
         budget_state.eval_seconds += time.perf_counter() - t0
         summary.update(metrics)
         summary["eval_seconds"] = budget_state.eval_seconds
         log({"step": budget_state.steps, "elapsed": round(budget_state.charged_seconds, 3), **metrics})
-        checkpoint_now()
-        if d.main:
-            export_final(run_dir, model, tokenizer, _final_card(model, corpus, summary, run_dir))
+        if d.main:  # the card carries the held-out accuracy: written into final/ once it is known
+            write_atomic(run_dir / "final" / "README.md", _final_card(model, corpus, summary, run_dir))
     summary["wall_seconds"] = time.time() - started
     summary["compiled"] = config.impl.compile and step_model is not train_model
     summary["masking"] = config.masking.kind

@@ -1,0 +1,190 @@
+"""Checkpoints of a pretraining run: written atomically with a manifest (sizes and SHA-256 of every file, written
+last), verified on load, with a fall-back to the newest intact checkpoint. The resumable state holds only tensors,
+numbers and strings, so that it loads with ``torch.load(weights_only=True)``: resuming never unpickles code."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from ..data.tokenizer import save_with_model
+from ..files import remove_stale_temps, temp_name, write_atomic
+from .card import write_model_card
+
+MANIFEST = "manifest.json"
+NO_MANIFEST = "no manifest.json (saved by an hbert before manifests, or not by hbert)"
+
+
+class CheckpointError(RuntimeError):
+    """No intact checkpoint to resume from."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """Record size and hash of every file under ``folder``; written last, so its presence means the rest is whole."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    entries = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files}
+    (folder / MANIFEST).write_text(json.dumps({"files": entries}, indent=1))
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why ``folder`` is not an intact checkpoint, or None when it is."""
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        return NO_MANIFEST
+    try:
+        entries = json.loads(manifest.read_text())["files"]
+    except (ValueError, KeyError, TypeError) as err:
+        return f"unreadable manifest.json ({err})"
+    for name, meta in entries.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != meta["size"]:
+            return f"{name} has {path.stat().st_size} bytes, the manifest says {meta['size']}"
+        if _sha256(path) != meta["sha256"]:
+            return f"{name} does not match its checksum"
+    return None
+
+
+def _quiet_save(obj, path) -> None:
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        obj.save_pretrained(path)
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+def save_checkpoint(run_dir: Path, model, tokenizer, state: dict, keep: int = 2) -> Path:
+    """Write ``checkpoints/step-N`` into a temporary folder (model, tokenizer, state.pt, then the manifest), rename
+    it into place, then point ``latest`` at it. A kill or a full disk during the save leaves the previous
+    checkpoint intact (and ``latest`` on it)."""
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{state['budget']['steps']:08d}"
+    final = root / name
+    tmp = root / temp_name(name)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        _quiet_save(model, tmp / "model")
+        save_with_model(tokenizer, tmp / "model", model.config.max_position_embeddings)
+        torch.save(state, tmp / "state.pt")
+        write_manifest(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        write_atomic(root / "latest", name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and p.name != name)
+    for p in old[: max(0, len(old) - (keep - 1))]:
+        shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint ``latest`` points at (not verified; see ``load_checkpoint``)."""
+    pointer = run_dir / "checkpoints" / "latest"
+    if not pointer.exists():
+        return None
+    path = run_dir / "checkpoints" / pointer.read_text().strip()
+    return path if (path / "state.pt").exists() else None
+
+
+def _candidates(run_dir: Path) -> list[Path]:
+    """``latest`` first, then every other ``step-N`` checkpoint, newest first."""
+    root = run_dir / "checkpoints"
+    steps = sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-")), reverse=True)
+    pointer = root / "latest"
+    first = root / pointer.read_text().strip() if pointer.is_file() else None
+    return ([first] if first in steps else []) + [p for p in steps if p != first]
+
+
+def _load_one(path: Path):
+    from ..modeling import HBertForMaskedLM
+
+    problem = checkpoint_problem(path)
+    if problem and problem != NO_MANIFEST:  # without a manifest (older runs), loading below is the only check
+        raise CheckpointError(problem)
+    state = torch.load(path / "state.pt", weights_only=True, map_location="cpu")
+    model = HBertForMaskedLM.from_pretrained(path / "model")
+    return model, state
+
+
+def load_checkpoint(run_dir: Path):
+    """(path, model, state) of the newest intact checkpoint of ``run_dir``; a damaged newer one is named and
+    skipped. Raises CheckpointError when none is intact."""
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        raise CheckpointError(f"--resume {run_dir}: no checkpoint to resume from (no checkpoints folder)")
+    remove_stale_temps(root)
+    damaged = []
+    for path in _candidates(run_dir):
+        try:
+            model, state = _load_one(path)
+        except Exception as err:  # any damage (truncated file, planted pickle, bad config) means: try an older one
+            damaged.append(f"{path.name} ({str(err).splitlines()[0][:160] if str(err) else type(err).__name__})")
+            continue
+        if damaged:
+            print(f"hbert pretrain: skipping damaged checkpoint(s) {'; '.join(damaged)}; resuming from the newest "
+                  f"intact one, {path}", file=sys.stderr)  # fmt: skip
+        return path, model, state
+    found = "; ".join(damaged) if damaged else "none found"
+    raise CheckpointError(f"--resume {run_dir}: no intact checkpoint to resume from ({found})")
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key != "fields" and key != "layer_map":
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def changed_result_settings(current: dict, stored: dict) -> list[str]:
+    """Keys (other than the speed-only ``impl.*`` and the run folder) whose value differs between the config a
+    resumption would use and the one stored in its checkpoint."""
+    a, b = _flat(current), _flat(stored)
+    keys = sorted(set(a) & set(b))  # a key only one side knows is a setting added to hbert since: its default
+    return [k for k in keys if not k.startswith("impl.") and k != "out" and a.get(k) != b.get(k)]
+
+
+def export_final(run_dir: Path, model, tokenizer, card: str | None = None) -> Path:
+    """``final/``: the trained model, the tokenizer (with the model's length limit) and, when given, the model card,
+    written to a temporary folder and renamed into place."""
+    final = run_dir / "final"
+    tmp = run_dir / temp_name("final")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _quiet_save(model, tmp)
+        save_with_model(tokenizer, tmp, model.config.max_position_embeddings)
+        if card is not None:
+            write_model_card(tmp, card)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
