@@ -303,20 +303,23 @@ def _scores(recipe: Recipe, checkpoint: str, path: Path, label: str, init_scheme
         entry = done.get(task)
         if isinstance(entry, dict) and entry.get("seeds") == seeds:
             continue
-        scores = []
+        scores, losses = [], []
         for s in seeds:
             print(f"  fine-tuning {label} on {task}, seed {s}", flush=True)
             config = make_config({**recipe.finetune, "seed": s, "progress": True, "floors": "none"})
             if init_scheme is None:
-                score = finetune(checkpoint, task, config)["validation"]["score"]
+                metrics = finetune(checkpoint, task, config)["validation"]
             else:
-                score = random_init_score(checkpoint, task, config, init_scheme=init_scheme)["score"]
-            print(f"    {task} seed {s}: validation score {score:.1f}", flush=True)
-            scores.append(score)
-        done[task] = {"seeds": seeds, "scores": scores}
+                metrics = random_init_score(checkpoint, task, config, init_scheme=init_scheme)
+            print(
+                f"    {task} seed {s}: validation score {metrics['score']:.1f}, loss {metrics['loss']:.4f}", flush=True
+            )
+            scores.append(metrics["score"])
+            losses.append(metrics["loss"])
+        done[task] = {"seeds": seeds, "scores": scores, "losses": losses}
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(done, indent=2))
-    return {task: done[task]["scores"] for task in recipe.suite}
+    return {task: {"scores": done[task]["scores"], "losses": done[task].get("losses", [])} for task in recipe.suite}
 
 
 def _downstream(recipe: Recipe, run_dir: Path) -> dict:
@@ -372,16 +375,25 @@ def downstream_columns(recipe: Recipe, scores: dict, twin: dict) -> dict:
     twin's median and the gain over it; then the suite average (per fine-tuning seed: the mean over tasks)."""
     row = {}
     for task in recipe.suite:
-        row[task] = statistics.median(scores[task])
-        row[f"{task}_scores"] = ";".join(f"{x:.2f}" for x in scores[task])
+        mine = scores[task]["scores"]
+        row[task] = statistics.median(mine)
+        row[f"{task}_scores"] = ";".join(f"{x:.2f}" for x in mine)
+        if scores[task]["losses"]:
+            row[f"{task}_losses"] = ";".join(f"{x:.4f}" for x in scores[task]["losses"])
         if twin:
-            row[f"{task}_twin"] = statistics.median(twin[task])
-            row[f"{task}_twin_scores"] = ";".join(f"{x:.2f}" for x in twin[task])
+            row[f"{task}_twin"] = statistics.median(twin[task]["scores"])
+            row[f"{task}_twin_scores"] = ";".join(f"{x:.2f}" for x in twin[task]["scores"])
             row[f"{task}_gain"] = row[task] - row[f"{task}_twin"]
+            if twin[task]["losses"]:
+                row[f"{task}_twin_losses"] = ";".join(f"{x:.4f}" for x in twin[task]["losses"])
     if recipe.suite:
-        row["suite_avg_scores"] = ";".join(f"{x:.2f}" for x in suite_averages(scores))
+        row["suite_avg_scores"] = ";".join(
+            f"{x:.2f}" for x in suite_averages({t: v["scores"] for t, v in scores.items()})
+        )
         if twin:
-            row["suite_avg_twin_scores"] = ";".join(f"{x:.2f}" for x in suite_averages(twin))
+            row["suite_avg_twin_scores"] = ";".join(
+                f"{x:.2f}" for x in suite_averages({t: v["scores"] for t, v in twin.items()})
+            )
     return row
 
 
@@ -431,6 +443,7 @@ def write_results(out: Path, recipe: Recipe, rows: list[dict], floors: dict | No
     lines += _main_table(recipe, rows, floors)
     if recipe.suite and (floors or any(f"{recipe.suite[0]}_twin" in r for r in rows)):
         lines += ["", "## Floors", "", *_floor_table(recipe, rows, floors)]
+    lines += _loss_table(recipe, rows)
     lines += ["", "## What the data says", "", *verdict_lines(recipe, rows), *_share_lines(recipe, rows)]
     lines += ["", "![held-out MLM accuracy against wall-clock](heldout_accuracy.png)"]
     if recipe.suite:
@@ -505,6 +518,28 @@ def _floor_table(recipe: Recipe, rows: list[dict], floors: dict) -> list[str]:
         cells = [_fmt(_spread(_floats(group[0][f"{task}_twin_scores"])), 1) for task in tasks]
         cells.append(_fmt(_spread(_floats(group[0]["suite_avg_twin_scores"])), 1))
         lines.append(f"| random-init twin of {arms} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _loss_table(recipe: Recipe, rows: list[dict]) -> list[str]:
+    """Validation loss (median [min, max]) of each arm and of its random-init twin: it often shows what pretraining
+    bought before the scores do."""
+    tasks = [t for t in recipe.suite if any(f"{t}_losses" in r for r in rows)]
+    if not tasks:
+        return []
+    lines = ["", "## Validation loss", "", "| model | " + " | ".join(tasks) + " |", "|---|" + "---:|" * len(tasks)]
+    twins = {}
+    for arm in recipe.arms:
+        arm_rows = [r for r in rows if r["arm"] == arm]
+        if arm_rows:
+            cells = [_pooled(arm_rows, f"{t}_losses") for t in tasks]
+            lines.append(f"| {arm} | " + " | ".join(_fmt(_spread(c), 4) if c else "-" for c in cells) + " |")
+            if arm_rows[0].get("twin") and f"{tasks[0]}_twin_losses" in arm_rows[0]:
+                twins.setdefault(arm_rows[0]["twin"], (arm, arm_rows[0]))
+    for arm, row in twins.values():
+        cells = [_fmt(_spread(_floats(row.get(f"{t}_twin_losses", ""))), 4) if row.get(f"{t}_twin_losses") else "-"
+                 for t in tasks]  # fmt: skip
+        lines.append(f"| random-init twin of {arm} | " + " | ".join(cells) + " |")
     return lines
 
 
