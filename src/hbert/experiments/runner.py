@@ -229,16 +229,20 @@ def _run_pretraining(run_dir: Path, base: str, overrides: list[str]) -> dict:
     return pretrain(load_config(base, [*overrides, f"out={run_dir}"]))
 
 
-def heldout_curve(run_dir: Path) -> list[tuple[float, float]]:
-    """(charged seconds, held-out MLM accuracy) of every evaluation of a run."""
-    points = []
+def heldout_curve(run_dir: Path, x: str = "elapsed") -> list[tuple[float, float]]:
+    """(charged seconds, or with ``x="tokens"`` tokens seen, held-out MLM accuracy) of every evaluation of a run."""
+    points, tokens_per_step = [], 0.0
     log = run_dir / "log.jsonl"
     if log.exists():
         for line in open(log):
             record = json.loads(line)
+            if "tokens" in record and record.get("step"):
+                tokens_per_step = record["tokens"] / record["step"]
             if "heldout_mlm_acc" in record:
-                points.append((record["elapsed"], record["heldout_mlm_acc"]))
-    return points
+                points.append((record["elapsed"], record["heldout_mlm_acc"], record["step"]))
+    if x == "tokens":
+        return [(step * tokens_per_step, acc) for _, acc, step in points]
+    return [(elapsed, acc) for elapsed, acc, _ in points]
 
 
 def run_recipe(recipe: Recipe) -> Path:
@@ -554,8 +558,15 @@ def verdict_lines(recipe: Recipe, rows: list[dict]) -> list[str]:
         mine, twin = _pooled(arm_rows, "suite_avg_scores"), _floats(arm_rows[0].get("suite_avg_twin_scores", ""))
         if mine and twin:
             gain = statistics.median(mine) - statistics.median(twin)
+            per_task = []
+            for task in recipe.suite:
+                a, b = _pooled(arm_rows, f"{task}_scores"), _floats(arm_rows[0].get(f"{task}_twin_scores", ""))
+                if a and b:
+                    per_task.append(f"{task} {statistics.median(a) - statistics.median(b):+.1f} "
+                                    f"({spread_verdict(a, b)})")  # fmt: skip
             lines.append(f"- `{arm}` against its random-init twin, suite average: {gain:+.1f} points "
-                         f"({_range(mine)} vs {_range(twin)}): {spread_verdict(mine, twin)}.")  # fmt: skip
+                         f"({_range(mine)} vs {_range(twin)}): {spread_verdict(mine, twin)}."
+                         + (f" Per task: {'; '.join(per_task)}." if per_task else ""))  # fmt: skip
     baseline = recipe.baseline or next(iter(recipe.arms))
     base_rows = by_arm.get(baseline, [])
     for arm, arm_rows in by_arm.items():
@@ -606,13 +617,16 @@ def plot(out: Path, recipe: Recipe, rows: list[dict], floors: dict | None = None
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    # token and step budgets: against tokens seen (immune to the machine's load); time budgets: against wall-clock
+    by_tokens = all(arm_budget(recipe, arm).endswith(("tokens", "steps")) for arm in recipe.arms)
     for arm in recipe.arms:
         for seed in recipe.seeds:
-            points = heldout_curve(out / "arms" / arm / f"seed{seed}")
+            points = heldout_curve(out / "arms" / arm / f"seed{seed}", "tokens" if by_tokens else "elapsed")
             if points:
                 xs, ys = zip(*points)
-                ax.plot([x / 60 for x in xs], ys, marker="o", label=arm if seed == recipe.seeds[0] else None)
-    ax.set_xlabel("charged wall-clock (minutes)")
+                scale = 1e6 if by_tokens else 60
+                ax.plot([x / scale for x in xs], ys, marker="o", label=arm if seed == recipe.seeds[0] else None)
+    ax.set_xlabel("tokens seen (millions)" if by_tokens else "charged wall-clock (minutes)")
     ax.set_ylabel("held-out MLM accuracy")
     ax.set_title(f"{recipe.name}: held-out MLM accuracy")
     ax.grid(alpha=0.3)
