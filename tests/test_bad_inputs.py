@@ -447,7 +447,7 @@ CASES = [
     Case(
         "finetune-unknown-protocol",
         lambda w, d: ["finetune", str(w["ckpt"]), "rt-polarity", "protocol=quick"],
-        rf"unknown protocol 'quick'; {A}: sane, author",
+        rf"unknown protocol 'quick'; {A}: sane, small, author",
     ),
     Case("eval-zero-seeds", lambda w, d: ["eval", str(w["ckpt"]), "--seeds", "0"], r"--seeds: expected a whole"),
     Case(
