@@ -619,16 +619,20 @@ def plot(out: Path, recipe: Recipe, rows: list[dict], floors: dict | None = None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     # token and step budgets: against tokens seen (immune to the machine's load); time budgets: against wall-clock
     by_tokens = all(arm_budget(recipe, arm).endswith(("tokens", "steps")) for arm in recipe.arms)
-    for arm in recipe.arms:
-        for seed in recipe.seeds:
+    for i, arm in enumerate(recipe.arms):
+        for seed in recipe.seeds:  # one colour per arm; the first seed solid, the others dashed
             points = heldout_curve(out / "arms" / arm / f"seed{seed}", "tokens" if by_tokens else "elapsed")
             if points:
                 xs, ys = zip(*points)
                 scale = 1e6 if by_tokens else 60
-                ax.plot([x / scale for x in xs], ys, marker="o", label=arm if seed == recipe.seeds[0] else None)
+                first = seed == recipe.seeds[0]
+                ax.plot([x / scale for x in xs], ys, marker="o", color=f"C{i % 10}", linestyle="-" if first else "--",
+                        label=arm if first else None)  # fmt: skip
     ax.set_xlabel("tokens seen (millions)" if by_tokens else "charged wall-clock (minutes)")
     ax.set_ylabel("held-out MLM accuracy")
-    ax.set_title(f"{recipe.name}: held-out MLM accuracy")
+    ax.set_title(
+        f"{recipe.name}: held-out MLM accuracy" + (" (dashed: further seeds)" if len(recipe.seeds) > 1 else "")
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -644,9 +648,13 @@ def _plot_downstream(plt, out: Path, recipe: Recipe, rows: list[dict], floors: d
     tasks = list(recipe.suite)
     groups = {arm: {t: _pooled([r for r in rows if r["arm"] == arm], f"{t}_scores") for t in tasks}
               for arm in recipe.arms}  # fmt: skip
-    twin_rows = [r for r in rows if f"{tasks[0]}_twin_scores" in r]
-    if twin_rows:
-        groups["random-init twin"] = {t: _floats(twin_rows[0][f"{t}_twin_scores"]) for t in tasks}
+    twins: dict[str, dict] = {}
+    for row in rows:  # one bar per random-init twin (per architecture), named after the first arm it serves
+        if row.get("twin") and f"{tasks[0]}_twin_scores" in row and row["twin"] not in twins:
+            twins[row["twin"]] = row
+    for row in twins.values():
+        name = "random-init twin" + (f" ({row['arm']})" if len(twins) > 1 else "")
+        groups[name] = {t: _floats(row[f"{t}_twin_scores"]) for t in tasks}
     groups = {name: g for name, g in groups.items() if all(g.values())}
     if not groups:
         return
@@ -656,7 +664,7 @@ def _plot_downstream(plt, out: Path, recipe: Recipe, rows: list[dict], floors: d
         med = [statistics.median(scores[t]) for t in tasks]
         low = [m - min(scores[t]) for m, t in zip(med, tasks)]
         high = [max(scores[t]) - m for m, t in zip(med, tasks)]
-        hatch = "//" if name == "random-init twin" else None
+        hatch = "//" if name.startswith("random-init twin") else None
         ax.bar([j + i * width for j in range(len(tasks))], med, width, yerr=[low, high], capsize=3, label=name,
                hatch=hatch)  # fmt: skip
     for j, task in enumerate(tasks):
@@ -667,7 +675,7 @@ def _plot_downstream(plt, out: Path, recipe: Recipe, rows: list[dict], floors: d
     ax.set_xticks([j + width * (len(groups) - 1) / 2 for j in range(len(tasks))])
     ax.set_xticklabels(tasks)
     ax.set_ylabel("validation score (0-100)")
-    ax.set_title(f"{recipe.name}: downstream, median and min-max over seeds, with floors")
+    ax.set_title(f"{recipe.name}: downstream (median, min-max) with floors")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "downstream.png", dpi=120)
