@@ -1,5 +1,5 @@
 """`make demo`: the demo recipe (recipes/demo-cpu.yaml) on the offline corpus: bert and hbert-v1 at a low learning
-rate and bert at a tuned one, two seeds each, on a token budget; held-out MLM accuracy with verdicts from the seed
+rate and at a tuned one, two seeds each, on a token budget; held-out MLM accuracy with verdicts from the seed
 spread, and rt-polarity scores beside their floors. Ends with a few lines that say what to look at."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ DEMO_RECIPE = {
         "bert-lr1e-4": ["model=bert", "train.lr=1e-4"],
         "hbert-v1-lr1e-4": ["model=hbert-v1", "train.lr=1e-4"],
         "bert-lr1e-3": ["model=bert", "train.lr=1e-3"],
+        "hbert-v1-lr1e-3": ["model=hbert-v1", "train.lr=1e-3"],
     },
     "baseline": "bert-lr1e-4",
     "suite": ["rt-polarity"],
