@@ -23,17 +23,16 @@ def parse_overrides(items: list[str], known: list[str]) -> dict[str, Any]:
 
     An unknown key is an error naming the key and the closest known one.
     """
+    from .config import parse_override
+
     out: dict[str, Any] = {}
     for item in items:
-        if "=" not in item:
-            raise UsageError(f"expected key=value, got {item!r}")
-        key, raw = item.split("=", 1)
+        key, value = parse_override(item, error=UsageError)
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UsageError(f"unknown config key {key!r}{hint}; accepted: {', '.join(sorted(known))}")
-        value = _yaml_value(key, raw)
-        out[key] = raw if key == "layer_types" and isinstance(value, (int, float)) else value
+        out[key] = value
     return out
 
 
@@ -47,13 +46,6 @@ def _check_types(overrides: dict[str, Any], defaults) -> None:
             raise UsageError(f"{key}={value!r}; accepted: a whole number")
         if isinstance(current, float) and (not isinstance(value, (int, float)) or isinstance(value, bool)):
             raise UsageError(f"{key}={value!r}; accepted: a number")
-
-
-def _yaml_value(key: str, raw: str) -> Any:
-    try:
-        return yaml.safe_load(raw) if raw else raw
-    except yaml.YAMLError:
-        raise UsageError(f"{key}: cannot read the value {raw!r}; accepted: a number, true/false, a word") from None
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -194,13 +186,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _finetune_overrides(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise UsageError(f"expected key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        out[key] = _yaml_value(key, raw)
-    return out
+    from .config import parse_override
+
+    return dict(parse_override(item, text_keys=(), error=UsageError) for item in items)
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
@@ -247,14 +235,15 @@ def _floor_lines(result: dict) -> list[str]:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .finetune import SUITES, evaluate_suite, make_config
+    from .data.tasks import suites
+    from .finetune import evaluate_suite, make_config
     from .finetune.trainer import suite_markdown
 
     overrides = _finetune_overrides(args.overrides)
     out = overrides.pop("out", None)
     config = make_config(overrides)
     config.trust_remote_code = config.trust_remote_code or args.trust_remote_code
-    tasks = list(SUITES[args.suite]) if args.suite in SUITES else args.suite.split(",")
+    tasks = list(suites().get(args.suite, args.suite.split(",")))
     result = evaluate_suite(args.checkpoint, tasks, args.seeds, config)
     table = suite_markdown(result)
     if out:

@@ -259,16 +259,25 @@ def set_key(config: PretrainConfig, key: str, value: Any, context: str = "") -> 
     setattr(target, name, _coerce(value, current, key))
 
 
-def parse_override(item: str) -> tuple[str, Any]:
+def parse_override(
+    item: str, text_keys: tuple[str, ...] = ("layer_types",), error: type[ValueError] = ConfigError
+) -> tuple[str, Any]:
+    """``"key=value"`` -> ``(key, value)``: the one reader of ``key=value`` in hbert (run overrides, ``hbert info``
+    and ``showcase`` model fields, fine-tuning settings, recipe overrides).
+
+    The value is read as YAML: a number, true/false, a word, a ``[list]`` or a ``{mapping}``; an empty value is
+    ``""``. A key ending in one of ``text_keys`` keeps its text unless it is a list (``layer_types=SASA`` stays a
+    pattern, ``budget=1e3-steps`` a budget). A malformed item raises ``error`` naming the key and what is accepted.
+    """
     if "=" not in item:
-        raise ConfigError(f"expected key=value, got {item!r}")
+        raise error(f"expected key=value, got {item!r}")
     key, raw = item.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
-        raise ConfigError(f"{key}: cannot read the value {raw!r}; quote it, or write a number, true/false, a "
-                          f"word or a [list]") from None  # fmt: skip
-    if key.endswith("layer_types") and not isinstance(value, list):
+        raise error(f"{key}: cannot read the value {raw!r}; quote it, or write a number, true/false, a "
+                    f"word or a [list]") from None  # fmt: skip
+    if key.endswith(text_keys) and not isinstance(value, list):
         value = raw
     return key.strip(), value
 
