@@ -305,7 +305,14 @@ def _lengths(text: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hbert", description="Compute-budgeted pretraining of BERT-style encoders.")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_info, _add_showcase, _add_pretrain, _add_finetune, _add_eval, _add_bench, _add_compare,
+                _add_demo, _add_data):  # fmt: skip
+        add(sub)
+    return parser
 
+
+def _add_info(sub) -> None:
+    """`hbert info`."""
     info = sub.add_parser("info", help="parameters per component and FLOPs per token of a preset or checkpoint")
     info.add_argument("model", help="a preset (bert, additive, hbert-v1, hbert-v2, hbert-mix) or a checkpoint folder")
     info.add_argument("overrides", nargs="*", help="config overrides as key=value, e.g. hidden_size=256")
@@ -316,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(func=_cmd_info)
 
+
+def _add_showcase(sub) -> None:
+    """`hbert showcase`."""
     show = sub.add_parser("showcase", help="build every preset at a small shape, count and time it, write a table")
     show.add_argument("overrides", nargs="*", help="shape overrides as key=value (default L=4 H=256 A=4 FFN=1024)")
     show.add_argument("--out", default="runs/showcase", help="folder for showcase.md and showcase.json")
@@ -323,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--batch-size", type=_positive_int, default=16)
     show.set_defaults(func=_cmd_showcase)
 
+
+def _add_pretrain(sub) -> None:
+    """`hbert pretrain`."""
     pre = sub.add_parser("pretrain", help="pretrain an encoder for a budget (time, tokens or steps)")
     pre.add_argument(
         "items",
@@ -332,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     pre.set_defaults(func=_cmd_pretrain)
 
+
+def _add_finetune(sub) -> None:
+    """`hbert finetune`."""
     ft = sub.add_parser("finetune", help="fine-tune a checkpoint on a task and report its metrics")
     ft.add_argument("checkpoint", help="an hbert checkpoint folder or any HF sequence-classification encoder")
     ft.add_argument("task", help="a GLUE task, an offline task, or a local spec (.yaml)")
@@ -345,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--trust-remote-code", action="store_true", help=REMOTE_HELP)
     ft.set_defaults(func=_cmd_finetune)
 
+
+def _add_eval(sub) -> None:
+    """`hbert eval`."""
     ev = sub.add_parser("eval", help="fine-tune on a suite of tasks with several seeds: median and spread")
     ev.add_argument("checkpoint")
     ev.add_argument("overrides", nargs="*", help="fine-tuning settings as key=value; out=DIR writes JSON + markdown")
@@ -354,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--trust-remote-code", action="store_true", help=REMOTE_HELP)
     ev.set_defaults(func=_cmd_eval)
 
+
+def _add_bench(sub) -> None:
+    """`hbert bench inference`."""
     bench = sub.add_parser("bench", help="speed measurements")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
     inf = bench_sub.add_parser("inference", help="sequences/s and latency of several encoders side by side")
@@ -366,16 +388,25 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--trust-remote-code", action="store_true", help=REMOTE_HELP)
     inf.set_defaults(func=_cmd_bench)
 
+
+def _add_compare(sub) -> None:
+    """`hbert compare`."""
     cmp_ = sub.add_parser("compare", help="run a recipe: arms x seeds on one budget, then results and report")
     cmp_.add_argument("recipe", help="a recipe YAML (recipes/*.yaml)")
     cmp_.add_argument("overrides", nargs="*", help="recipe keys as key=value, e.g. out=DIR budget=2m seeds=[0,1]")
     cmp_.set_defaults(func=_cmd_compare)
 
+
+def _add_demo(sub) -> None:
+    """`hbert demo`."""
     demo = sub.add_parser("demo", help="the demo recipe: the plateau effect and the learning rate, with floors")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--budget", default=None, help="per arm (default: the recipe's, 1.2M-tokens)")
     demo.set_defaults(func=_cmd_demo)
 
+
+def _add_data(sub) -> None:
+    """`hbert data prepare | info | tasks`."""
     data = sub.add_parser("data", help="prepare pretraining corpora and inspect downstream tasks")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     prep = data_sub.add_parser("prepare", help="fetch, clean, split, tokenize and pack a corpus (cached)")
@@ -411,7 +442,6 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--fetch", metavar="NAMES", help="fetch and split tasks now, comma separated")
     tasks.add_argument("--json", action="store_true")
     tasks.set_defaults(func=_cmd_data_tasks)
-    return parser
 
 
 def _cuda() -> bool:
