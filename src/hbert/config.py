@@ -95,7 +95,7 @@ class InitConfig:
     subln (Magneto: value / output / FFN weights scaled by sqrt(log 2N)). ``source``: checkpoint folder to
     transfer from. ``parts`` (partial): embeddings, layers, head. ``layer_map``: {target: source} layer indices
     (default: by index). ``freeze``: names frozen for ``freeze_fraction`` of the budget: embeddings, head,
-    softmax, additive, mixture (layers of that kind), layers.N."""
+    an attention kind: softmax, additive, mixture or any registered one (its layers), layers.N."""
 
     kind: str = "random"
     scheme: str = "bert"
