@@ -36,24 +36,22 @@ def parse_overrides(items: list[str], known: list[str]) -> dict[str, Any]:
     return out
 
 
-def _check_types(overrides: dict[str, Any], defaults) -> None:
-    """A number where the field holds a number (``hidden_size=abc`` is refused by name)."""
-    for key, value in overrides.items():
-        current = getattr(defaults, key, None)
-        if isinstance(current, bool) or current is None or key == "layer_types":
-            continue
-        if isinstance(current, int) and not (isinstance(value, int) and not isinstance(value, bool)):
-            raise UsageError(f"{key}={value!r}; accepted: a whole number")
-        if isinstance(current, float) and (not isinstance(value, (int, float)) or isinstance(value, bool)):
-            raise UsageError(f"{key}={value!r}; accepted: a number")
+def _check_types(overrides: dict[str, Any], defaults) -> dict[str, Any]:
+    """Each value as the type of the field it sets (``hidden_size=abc`` is refused by name)."""
+    from .config import coerce_value
+
+    return {
+        key: value if getattr(defaults, key, None) is None or key == "layer_types"
+        else coerce_value(value, getattr(defaults, key), key)
+        for key, value in overrides.items()
+    }  # fmt: skip
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from .modeling import HBertConfig
     from .modeling.info import flops_per_token, format_info, parameter_breakdown, resolve_config
 
-    overrides = parse_overrides(args.overrides, HBertConfig.field_names())
-    _check_types(overrides, HBertConfig())
+    overrides = _check_types(parse_overrides(args.overrides, HBertConfig.field_names()), HBertConfig())
     config = resolve_config(args.model, **overrides)
     if args.json:
         parts = parameter_breakdown(config)
@@ -75,10 +73,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_showcase(args: argparse.Namespace) -> int:
+    from .modeling import HBertConfig
     from .showcase import run_showcase
 
-    overrides = parse_overrides(args.overrides, __import__("hbert").HBertConfig.field_names())
-    _check_types(overrides, __import__("hbert").HBertConfig())
+    overrides = _check_types(parse_overrides(args.overrides, HBertConfig.field_names()), HBertConfig())
     run_showcase(args.out, seq_len=args.seq_len, batch_size=args.batch_size, **overrides)
     return 0
 

@@ -176,7 +176,9 @@ def _unknown(key: str, context: str = "") -> ConfigError:
     return ConfigError(f"unknown config key {key!r}{context}{hint} (sections: {', '.join(sections)})")
 
 
-def _coerce(value: Any, current: Any, key: str) -> Any:
+def coerce_value(value: Any, current: Any, key: str) -> Any:
+    """``value`` (as read from YAML or ``key=value``) as the type of ``current``, the setting's present value; a
+    value of another kind is refused naming ``key`` and the accepted kind. Every typed setting goes through here."""
     if isinstance(current, bool):
         if isinstance(value, bool):
             return value
@@ -256,7 +258,7 @@ def set_key(config: PretrainConfig, key: str, value: Any, context: str = "") -> 
     current = getattr(target, name)
     if dataclasses.is_dataclass(current):
         raise ConfigError(f"{key} is a section; set one of its keys, e.g. {key}.{dataclasses.fields(current)[0].name}")
-    setattr(target, name, _coerce(value, current, key))
+    setattr(target, name, coerce_value(value, current, key))
 
 
 def parse_override(
