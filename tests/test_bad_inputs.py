@@ -203,7 +203,7 @@ CASES = [
     Case("info-unknown-key", lambda w, d: ["info", "bert", "hiden_size=8"], r"unknown config key 'hiden_size'"),
     Case("info-override-without-value", lambda w, d: ["info", "bert", "hidden_size"], r"expected key=value"),
     Case("info-heads-do-not-divide", lambda w, d: ["info", "bert", "num_attention_heads=5"], rf"divisible.*{A}"),
-    Case("info-unknown-layer-kind", lambda w, d: ["info", "bert", "layer_types=XYZ"], rf"layer kind 'X'; {A}"),
+    Case("info-unknown-layer-kind", lambda w, d: ["info", "bert", "layer_types=XYZ"], rf"attention kind 'X'; {A}"),
     Case("info-unparsable-value", lambda w, d: ["info", "bert", "hidden_size=["], r"hidden_size: cannot read"),
     Case("showcase-zero-batch", lambda w, d: ["showcase", "--batch-size", "0"], r"--batch-size: expected a whole"),
     Case("unknown-command", lambda w, d: ["trian"], r"invalid choice: 'trian' \(choose from"),
