@@ -23,45 +23,35 @@ def parse_overrides(items: list[str], known: list[str]) -> dict[str, Any]:
 
     An unknown key is an error naming the key and the closest known one.
     """
+    from .config import parse_override
+
     out: dict[str, Any] = {}
     for item in items:
-        if "=" not in item:
-            raise UsageError(f"expected key=value, got {item!r}")
-        key, raw = item.split("=", 1)
+        key, value = parse_override(item, error=UsageError)
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UsageError(f"unknown config key {key!r}{hint}; accepted: {', '.join(sorted(known))}")
-        value = _yaml_value(key, raw)
-        out[key] = raw if key == "layer_types" and isinstance(value, (int, float)) else value
+        out[key] = value
     return out
 
 
-def _check_types(overrides: dict[str, Any], defaults) -> None:
-    """A number where the field holds a number (``hidden_size=abc`` is refused by name)."""
-    for key, value in overrides.items():
-        current = getattr(defaults, key, None)
-        if isinstance(current, bool) or current is None or key == "layer_types":
-            continue
-        if isinstance(current, int) and not (isinstance(value, int) and not isinstance(value, bool)):
-            raise UsageError(f"{key}={value!r}; accepted: a whole number")
-        if isinstance(current, float) and (not isinstance(value, (int, float)) or isinstance(value, bool)):
-            raise UsageError(f"{key}={value!r}; accepted: a number")
+def _check_types(overrides: dict[str, Any], defaults) -> dict[str, Any]:
+    """Each value as the type of the field it sets (``hidden_size=abc`` is refused by name)."""
+    from .config import coerce_value
 
-
-def _yaml_value(key: str, raw: str) -> Any:
-    try:
-        return yaml.safe_load(raw) if raw else raw
-    except yaml.YAMLError:
-        raise UsageError(f"{key}: cannot read the value {raw!r}; accepted: a number, true/false, a word") from None
+    return {
+        key: value if getattr(defaults, key, None) is None or key == "layer_types"
+        else coerce_value(value, getattr(defaults, key), key)
+        for key, value in overrides.items()
+    }  # fmt: skip
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from .modeling import HBertConfig
     from .modeling.info import flops_per_token, format_info, parameter_breakdown, resolve_config
 
-    overrides = parse_overrides(args.overrides, HBertConfig.field_names())
-    _check_types(overrides, HBertConfig())
+    overrides = _check_types(parse_overrides(args.overrides, HBertConfig.field_names()), HBertConfig())
     config = resolve_config(args.model, **overrides)
     if args.json:
         parts = parameter_breakdown(config)
@@ -83,10 +73,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_showcase(args: argparse.Namespace) -> int:
+    from .modeling import HBertConfig
     from .showcase import run_showcase
 
-    overrides = parse_overrides(args.overrides, __import__("hbert").HBertConfig.field_names())
-    _check_types(overrides, __import__("hbert").HBertConfig())
+    overrides = _check_types(parse_overrides(args.overrides, HBertConfig.field_names()), HBertConfig())
     run_showcase(args.out, seq_len=args.seq_len, batch_size=args.batch_size, **overrides)
     return 0
 
@@ -194,13 +184,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _finetune_overrides(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise UsageError(f"expected key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        out[key] = _yaml_value(key, raw)
-    return out
+    from .config import parse_override
+
+    return dict(parse_override(item, text_keys=(), error=UsageError) for item in items)
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
@@ -247,14 +233,15 @@ def _floor_lines(result: dict) -> list[str]:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .finetune import SUITES, evaluate_suite, make_config
+    from .data.tasks import suites
+    from .finetune import evaluate_suite, make_config
     from .finetune.trainer import suite_markdown
 
     overrides = _finetune_overrides(args.overrides)
     out = overrides.pop("out", None)
     config = make_config(overrides)
     config.trust_remote_code = config.trust_remote_code or args.trust_remote_code
-    tasks = list(SUITES[args.suite]) if args.suite in SUITES else args.suite.split(",")
+    tasks = list(suites().get(args.suite, args.suite.split(",")))
     result = evaluate_suite(args.checkpoint, tasks, args.seeds, config)
     table = suite_markdown(result)
     if out:
@@ -316,7 +303,14 @@ def _lengths(text: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hbert", description="Compute-budgeted pretraining of BERT-style encoders.")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_info, _add_showcase, _add_pretrain, _add_finetune, _add_eval, _add_bench, _add_compare,
+                _add_demo, _add_data):  # fmt: skip
+        add(sub)
+    return parser
 
+
+def _add_info(sub) -> None:
+    """`hbert info`."""
     info = sub.add_parser("info", help="parameters per component and FLOPs per token of a preset or checkpoint")
     info.add_argument("model", help="a preset (bert, additive, hbert-v1, hbert-v2, hbert-mix) or a checkpoint folder")
     info.add_argument("overrides", nargs="*", help="config overrides as key=value, e.g. hidden_size=256")
@@ -327,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(func=_cmd_info)
 
+
+def _add_showcase(sub) -> None:
+    """`hbert showcase`."""
     show = sub.add_parser("showcase", help="build every preset at a small shape, count and time it, write a table")
     show.add_argument("overrides", nargs="*", help="shape overrides as key=value (default L=4 H=256 A=4 FFN=1024)")
     show.add_argument("--out", default="runs/showcase", help="folder for showcase.md and showcase.json")
@@ -334,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--batch-size", type=_positive_int, default=16)
     show.set_defaults(func=_cmd_showcase)
 
+
+def _add_pretrain(sub) -> None:
+    """`hbert pretrain`."""
     pre = sub.add_parser("pretrain", help="pretrain an encoder for a budget (time, tokens or steps)")
     pre.add_argument(
         "items",
@@ -343,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     pre.set_defaults(func=_cmd_pretrain)
 
+
+def _add_finetune(sub) -> None:
+    """`hbert finetune`."""
     ft = sub.add_parser("finetune", help="fine-tune a checkpoint on a task and report its metrics")
     ft.add_argument("checkpoint", help="an hbert checkpoint folder or any HF sequence-classification encoder")
     ft.add_argument("task", help="a GLUE task, an offline task, or a local spec (.yaml)")
@@ -356,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--trust-remote-code", action="store_true", help=REMOTE_HELP)
     ft.set_defaults(func=_cmd_finetune)
 
+
+def _add_eval(sub) -> None:
+    """`hbert eval`."""
     ev = sub.add_parser("eval", help="fine-tune on a suite of tasks with several seeds: median and spread")
     ev.add_argument("checkpoint")
     ev.add_argument("overrides", nargs="*", help="fine-tuning settings as key=value; out=DIR writes JSON + markdown")
@@ -365,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--trust-remote-code", action="store_true", help=REMOTE_HELP)
     ev.set_defaults(func=_cmd_eval)
 
+
+def _add_bench(sub) -> None:
+    """`hbert bench inference`."""
     bench = sub.add_parser("bench", help="speed measurements")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
     inf = bench_sub.add_parser("inference", help="sequences/s and latency of several encoders side by side")
@@ -377,16 +386,25 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--trust-remote-code", action="store_true", help=REMOTE_HELP)
     inf.set_defaults(func=_cmd_bench)
 
+
+def _add_compare(sub) -> None:
+    """`hbert compare`."""
     cmp_ = sub.add_parser("compare", help="run a recipe: arms x seeds on one budget, then results and report")
     cmp_.add_argument("recipe", help="a recipe YAML (recipes/*.yaml)")
     cmp_.add_argument("overrides", nargs="*", help="recipe keys as key=value, e.g. out=DIR budget=2m seeds=[0,1]")
     cmp_.set_defaults(func=_cmd_compare)
 
+
+def _add_demo(sub) -> None:
+    """`hbert demo`."""
     demo = sub.add_parser("demo", help="the demo recipe: the plateau effect and the learning rate, with floors")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--budget", default=None, help="per arm (default: the recipe's, 1.2M-tokens)")
     demo.set_defaults(func=_cmd_demo)
 
+
+def _add_data(sub) -> None:
+    """`hbert data prepare | info | tasks`."""
     data = sub.add_parser("data", help="prepare pretraining corpora and inspect downstream tasks")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     prep = data_sub.add_parser("prepare", help="fetch, clean, split, tokenize and pack a corpus (cached)")
@@ -422,7 +440,6 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--fetch", metavar="NAMES", help="fetch and split tasks now, comma separated")
     tasks.add_argument("--json", action="store_true")
     tasks.set_defaults(func=_cmd_data_tasks)
-    return parser
 
 
 def _cuda() -> bool:

@@ -95,7 +95,7 @@ class InitConfig:
     subln (Magneto: value / output / FFN weights scaled by sqrt(log 2N)). ``source``: checkpoint folder to
     transfer from. ``parts`` (partial): embeddings, layers, head. ``layer_map``: {target: source} layer indices
     (default: by index). ``freeze``: names frozen for ``freeze_fraction`` of the budget: embeddings, head,
-    softmax, additive, mixture (layers of that kind), layers.N."""
+    an attention kind: softmax, additive, mixture or any registered one (its layers), layers.N."""
 
     kind: str = "random"
     scheme: str = "bert"
@@ -176,7 +176,9 @@ def _unknown(key: str, context: str = "") -> ConfigError:
     return ConfigError(f"unknown config key {key!r}{context}{hint} (sections: {', '.join(sections)})")
 
 
-def _coerce(value: Any, current: Any, key: str) -> Any:
+def coerce_value(value: Any, current: Any, key: str) -> Any:
+    """``value`` (as read from YAML or ``key=value``) as the type of ``current``, the setting's present value; a
+    value of another kind is refused naming ``key`` and the accepted kind. Every typed setting goes through here."""
     if isinstance(current, bool):
         if isinstance(value, bool):
             return value
@@ -256,19 +258,28 @@ def set_key(config: PretrainConfig, key: str, value: Any, context: str = "") -> 
     current = getattr(target, name)
     if dataclasses.is_dataclass(current):
         raise ConfigError(f"{key} is a section; set one of its keys, e.g. {key}.{dataclasses.fields(current)[0].name}")
-    setattr(target, name, _coerce(value, current, key))
+    setattr(target, name, coerce_value(value, current, key))
 
 
-def parse_override(item: str) -> tuple[str, Any]:
+def parse_override(
+    item: str, text_keys: tuple[str, ...] = ("layer_types",), error: type[ValueError] = ConfigError
+) -> tuple[str, Any]:
+    """``"key=value"`` -> ``(key, value)``: the one reader of ``key=value`` in hbert (run overrides, ``hbert info``
+    and ``showcase`` model fields, fine-tuning settings, recipe overrides).
+
+    The value is read as YAML: a number, true/false, a word, a ``[list]`` or a ``{mapping}``; an empty value is
+    ``""``. A key ending in one of ``text_keys`` keeps its text unless it is a list (``layer_types=SASA`` stays a
+    pattern, ``budget=1e3-steps`` a budget). A malformed item raises ``error`` naming the key and what is accepted.
+    """
     if "=" not in item:
-        raise ConfigError(f"expected key=value, got {item!r}")
+        raise error(f"expected key=value, got {item!r}")
     key, raw = item.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
-        raise ConfigError(f"{key}: cannot read the value {raw!r}; quote it, or write a number, true/false, a "
-                          f"word or a [list]") from None  # fmt: skip
-    if key.endswith("layer_types") and not isinstance(value, list):
+        raise error(f"{key}: cannot read the value {raw!r}; quote it, or write a number, true/false, a "
+                    f"word or a [list]") from None  # fmt: skip
+    if key.endswith(text_keys) and not isinstance(value, list):
         value = raw
     return key.strip(), value
 

@@ -1,5 +1,6 @@
-"""Small file-system helpers shared by every writer of hbert: the temp-then-rename write and the cleanup of the
-temporary folders (``.NAME.tmp-PID``) that a killed process leaves behind."""
+"""Small file-system helpers shared by every writer of hbert: the temp-then-rename write of a file
+(``write_atomic``) or a folder (``atomic_dir``) and the cleanup of the temporary files and folders
+(``.NAME.tmp-PID``) that a killed process leaves behind."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _TEMP = re.compile(r"^\..+\.tmp-(\d+)$")
@@ -14,9 +17,34 @@ _TEMP = re.compile(r"^\..+\.tmp-(\d+)$")
 
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` next to ``path`` and rename it into place: a reader sees the old or the new file, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    path = Path(path)
+    tmp = path.with_name(temp_name(path.name))
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """A new, empty temporary folder next to ``final`` (``.NAME.tmp-PID``) to write into; when the block ends
+    without an error it replaces ``final``. On an error or an interrupt it is removed and ``final`` is left as it
+    was: a folder at ``final`` is always a complete one, and a kill leaves only a temporary folder that
+    ``remove_stale_temps`` recognises."""
+    final = Path(final)
+    tmp = final.with_name(temp_name(final.name))
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def temp_name(name: str) -> str:

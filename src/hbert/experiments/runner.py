@@ -40,7 +40,7 @@ from pathlib import Path
 import yaml
 
 from .._optional import MissingDependency, require
-from ..config import ConfigError, load_config
+from ..config import ConfigError, load_config, parse_override
 
 
 class RecipeError(ValueError):
@@ -77,13 +77,8 @@ class Recipe:
         if not isinstance(data, dict):
             raise RecipeError(f"{path}: a recipe is a YAML mapping (name, base, budget, arms, ...)")
         for item in overrides or []:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise RecipeError(f"expected key=value, got {item!r}")
-            try:
-                data[key] = yaml.safe_load(value) if key != "budget" else value
-            except yaml.YAMLError:
-                raise RecipeError(f"{key}: cannot read the value {value!r}") from None
+            key, value = parse_override(item, text_keys=("budget",), error=RecipeError)
+            data[key] = value
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:

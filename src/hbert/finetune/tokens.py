@@ -101,22 +101,14 @@ def finetune_tokens(checkpoint: str, spec: TaskSpec, config, save: str | None = 
     precision). Batches are always padded to their own longest sequence."""
     from transformers import DataCollatorForTokenClassification
 
-    from .trainer import FinetuneError, _device
+    from .trainer import _device
 
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     device = _device(config.device)
     model, tokenizer = load_tagger(checkpoint, spec)
     model.to(device)
-    data = load_task(spec, seed=0)
-    if "validation" not in data:
-        raise FinetuneError(f"task {spec.name} has no validation split (splits: {', '.join(data)})")
-    splits = {}
-    for role, rows in data.items():
-        limit = config.max_train_examples if role == "train" else config.max_eval_examples
-        if limit:
-            rows = rows.select(range(min(limit, len(rows))))
-        splits[role] = encode_words(tokenizer, rows, spec.text_fields[0], config.max_seq_len)
+    splits = _encoded_splits(spec, tokenizer, config)
     collator = DataCollatorForTokenClassification(tokenizer, return_tensors="pt")
     if config.freeze_encoder:  # a linear probe: only the tagging layer learns
         getattr(model, model.base_model_prefix).requires_grad_(False)
@@ -127,22 +119,9 @@ def finetune_tokens(checkpoint: str, spec: TaskSpec, config, save: str | None = 
     warmup, step, seen, history, best, best_state, waited = int(config.warmup * total), 0, 0, [], None, None, 0
     started, train_seconds = time.time(), 0.0
     for epoch in range(config.epochs):
-        model.train()
-        order = list(range(len(train)))
-        rng.shuffle(order)
         t0 = time.perf_counter()
-        for start in range(0, len(order), config.batch_size):
-            index = order[start : start + config.batch_size]
-            batch = {k: v.to(device) for k, v in collator([train[i] for i in index]).items()}
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * _lr_scale(step, warmup, total)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step, seen = step + 1, seen + len(index)
+        step, n = _train_epoch(model, train, collator, optimizer, params, config, rng, device, step, (warmup, total))
+        seen += n
         train_seconds += time.perf_counter() - t0
         val = evaluate_tags(model, splits["validation"], collator, spec, device)
         history.append({"epoch": epoch + 1, **val})
@@ -175,10 +154,53 @@ def finetune_tokens(checkpoint: str, spec: TaskSpec, config, save: str | None = 
         if role not in ("train", "validation"):
             result[role] = evaluate_tags(model, splits[role], collator, spec, device)
     if save:
-        Path(save).mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(save)
-        save_with_model(tokenizer, save, getattr(model.config, "max_position_embeddings", tokenizer.model_max_length))
+        _save_tagger(model, tokenizer, save)
     return result
+
+
+def _encoded_splits(spec: TaskSpec, tokenizer, config) -> dict[str, list[dict]]:
+    """Every split of the task, cut to the configured example limits and tokenised word by word."""
+    from .trainer import FinetuneError
+
+    data = load_task(spec, seed=0)
+    if "validation" not in data:
+        raise FinetuneError(f"task {spec.name} has no validation split (splits: {', '.join(data)})")
+    splits = {}
+    for role, rows in data.items():
+        limit = config.max_train_examples if role == "train" else config.max_eval_examples
+        if limit:
+            rows = rows.select(range(min(limit, len(rows))))
+        splits[role] = encode_words(tokenizer, rows, spec.text_fields[0], config.max_seq_len)
+    return splits
+
+
+def _train_epoch(
+    model, train, collator, optimizer, params, config, rng, device, step: int, schedule
+) -> tuple[int, int]:
+    """One pass over ``train`` in a seeded order; returns the step count after it and the sequences seen."""
+    warmup, total = schedule
+    model.train()
+    order = list(range(len(train)))
+    rng.shuffle(order)
+    for start in range(0, len(order), config.batch_size):
+        index = order[start : start + config.batch_size]
+        batch = {k: v.to(device) for k, v in collator([train[i] for i in index]).items()}
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * _lr_scale(step, warmup, total)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+            loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+    return step, len(order)
+
+
+def _save_tagger(model, tokenizer, save: str) -> None:
+    Path(save).mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(save)
+    save_with_model(tokenizer, save, getattr(model.config, "max_position_embeddings", tokenizer.model_max_length))
 
 
 __all__ = ["encode_words", "entity_metrics", "evaluate_tags", "finetune_tokens", "load_tagger"]

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.tasks import TOKEN_KIND, TaskSpec, get_task, load_task
+from ..data.tasks import TOKEN_KIND, TaskSpec, get_task, load_task, suites
 from ..data.tokenizer import save_with_model
 from .metrics import compute_metrics, task_score
 
@@ -389,10 +389,7 @@ def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save
 
 # ------------------------------------------------------------------------------------------ suites
 
-SUITES = {
-    "glue": ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"),
-    "offline": ("rt-polarity", "vader-movie", "vader-tweets", "vitaminc"),
-}
+SUITES = suites()  # derived from the task tables of data/tasks.py
 
 
 def evaluate_suite(checkpoint: str, tasks: list[str], seeds: int, config: FinetuneConfig) -> dict:

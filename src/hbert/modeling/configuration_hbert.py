@@ -1,7 +1,8 @@
 """Configuration of the hbert encoder family.
 
 This file is copied next to every saved checkpoint (Hugging Face remote code), so it imports only
-``transformers`` and the standard library.
+``transformers``, the standard library and its sibling ``attention_hbert.py`` (the registry of attention kinds,
+which ``layer_types`` is checked against).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-LAYER_KINDS = ("softmax", "additive", "mixture")
-LAYER_KIND_LETTERS = {"S": "softmax", "A": "additive", "M": "mixture"}
+from .attention_hbert import ATTENTION_KINDS, attention_kind
+
+LAYER_KINDS = ATTENTION_KINDS.keys()  # a live view: a kind registered later is accepted too
 NORM_SCHEMES = ("post", "pre", "subln")
 POSITION_TYPES = ("learned", "sinusoidal")
 
@@ -52,7 +54,8 @@ def parse_layer_types(value: str | Sequence[str] | None, num_layers: int) -> lis
     """Normalise ``layer_types`` to one kind name per layer.
 
     Accepts ``None`` (all softmax), a letter pattern such as ``"SASA"`` (S = softmax, A = additive,
-    M = mixture), a comma-separated string of names, or a list of names / letters.
+    M = mixture, or the letter of any registered kind), a comma-separated string of names, or a list of names /
+    letters.
     """
     if value is None:
         return ["softmax"] * num_layers
@@ -64,20 +67,20 @@ def parse_layer_types(value: str | Sequence[str] | None, num_layers: int) -> lis
         items = list(value)
     kinds = []
     for item in items:
-        name = str(item).strip()
-        kind = LAYER_KIND_LETTERS.get(name.upper(), name.lower()) if len(name) == 1 else name.lower()
-        if kind not in LAYER_KINDS:
-            raise ValueError(
-                f"layer_types: unknown layer kind {item!r}; accepted: {', '.join(LAYER_KINDS)} "
-                f"(or the letters {', '.join(LAYER_KIND_LETTERS)})"
-            )
-        kinds.append(kind)
+        try:
+            kinds.append(attention_kind(str(item)).name)
+        except ValueError as err:
+            raise ValueError(f"layer_types: {err}") from None
     if len(kinds) != num_layers:
         raise ValueError(
-            f"layer_types has {len(kinds)} entries ({''.join(k[0].upper() for k in kinds)}) but "
+            f"layer_types has {len(kinds)} entries ({_pattern(kinds)}) but "
             f"num_hidden_layers is {num_layers}; give exactly one kind per layer"
         )
     return kinds
+
+
+def _pattern(kinds: Sequence[str]) -> str:
+    return "".join(ATTENTION_KINDS[kind].letter for kind in kinds)
 
 
 class HBertConfig(PretrainedConfig):
@@ -190,7 +193,7 @@ class HBertConfig(PretrainedConfig):
     @property
     def layer_pattern(self) -> str:
         """The layer kinds as letters, e.g. ``"SASA"``."""
-        return "".join(kind[0].upper() for kind in self.layer_types)
+        return _pattern(self.layer_types)
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -100,6 +100,32 @@ def from_hf_bert(source: BertForMaskedLM | str | os.PathLike) -> HBertForMaskedL
     return model.to(next(bert.parameters()).dtype)
 
 
+def _checkpoint_config(path: str | os.PathLike):
+    """The config of a checkpoint folder that holds an hbert or a Hugging Face BERT model; any other is refused."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path)
+    if config.model_type not in ("hbert", "bert"):
+        raise ValueError(f"{path}: model_type {config.model_type!r} is not supported; accepted: hbert, bert")
+    return config
+
+
+def hbert_config_of(path: str | os.PathLike) -> HBertConfig:
+    """The ``HBertConfig`` of an hbert checkpoint folder, or the ``bert``-preset config of a Hugging Face BERT."""
+    config = _checkpoint_config(path)
+    if config.model_type == "bert":
+        return hbert_config_from_bert(config)
+    return config if isinstance(config, HBertConfig) else HBertConfig(**config.to_dict())
+
+
+def load_hbert_or_bert(path: str | os.PathLike) -> HBertForMaskedLM:
+    """The masked-LM model of a checkpoint folder: an hbert checkpoint as saved, a Hugging Face BERT converted to
+    the ``bert`` preset (same outputs)."""
+    if _checkpoint_config(path).model_type == "bert":
+        return from_hf_bert(path)
+    return HBertForMaskedLM.from_pretrained(path)
+
+
 def to_hf_bert(model: HBertForMaskedLM) -> BertForMaskedLM:
     """Convert a ``bert``-preset ``HBertForMaskedLM`` back into a Hugging Face ``BertForMaskedLM``."""
     config = model.config
@@ -136,4 +162,4 @@ def to_hf_bert(model: HBertForMaskedLM) -> BertForMaskedLM:
     return bert.to(next(model.parameters()).dtype)
 
 
-__all__ = ["from_hf_bert", "hbert_config_from_bert", "to_hf_bert"]
+__all__ = ["from_hf_bert", "hbert_config_from_bert", "hbert_config_of", "load_hbert_or_bert", "to_hf_bert"]

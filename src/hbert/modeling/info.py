@@ -6,9 +6,10 @@ import os
 from dataclasses import dataclass
 
 import torch
-from transformers import AutoConfig
 
+from .attention_hbert import attention_kind
 from .configuration_hbert import PRESETS, HBertConfig
+from .convert import hbert_config_of
 from .modeling_hbert import HBertForMaskedLM
 
 
@@ -26,15 +27,7 @@ def resolve_config(name_or_path: str | os.PathLike, **overrides) -> HBertConfig:
         return HBertConfig.from_preset(name, **overrides)
     if not os.path.isdir(name):
         raise ValueError(f"{name!r} is neither a preset ({', '.join(PRESETS)}) nor a checkpoint folder")
-    config = AutoConfig.from_pretrained(name)
-    if config.model_type == "bert":
-        from .convert import hbert_config_from_bert
-
-        config = hbert_config_from_bert(config)
-    elif not isinstance(config, HBertConfig) and config.model_type != "hbert":
-        raise ValueError(f"{name}: model_type {config.model_type!r} is not supported; accepted: hbert, bert")
-    if not isinstance(config, HBertConfig):
-        config = HBertConfig(**config.to_dict())
+    config = hbert_config_of(name)
     if overrides:
         config = HBertConfig(**{**config.to_dict(), **overrides})
     return config
@@ -65,15 +58,10 @@ def parameter_breakdown(config: HBertConfig) -> list[Component]:
 
 
 def _attention_macs_per_token(kind: str, H: int, N: int, T: int) -> tuple[int, int]:
-    """(projection MACs, mixing MACs) of one attention sub-layer per token (forward)."""
-    softmax_proj, softmax_mix = 4 * H * H, 2 * T * H  # q, k, v, out; QK^T and AV
-    additive_proj, additive_mix = 5 * H * H, 6 * H  # q, k, v, transform, out; two scores, two pools, two products
-    if kind == "softmax":
-        return softmax_proj, softmax_mix
-    if kind == "additive":
-        return additive_proj, additive_mix
-    # mixture: both mixers with their own q, k, v, one shared output projection, plus the gate
-    return softmax_proj + additive_proj - H * H + H * N, softmax_mix + additive_mix + 2 * H
+    """(projection MACs, mixing MACs) of one attention sub-layer per token (forward): the kind's own formula from
+    the registry (an unknown kind is an error, never another kind's count) plus the sub-layer's output projection."""
+    proj, mix = attention_kind(kind).macs(H, N, T)
+    return proj + H * H, mix
 
 
 def flops_per_token(config: HBertConfig, seq_len: int = 128, mask_ratio: float = 0.15) -> dict[str, float]:

@@ -3,8 +3,8 @@ gated mixture of both, under post-LN, pre-LN or Sub-LN.
 
 Shapes: B = batch, T = sequence length, H = hidden size, N = heads, D = head size (H = N * D), V = vocabulary.
 
-This file is copied next to every saved checkpoint (Hugging Face remote code), so it imports only torch,
-transformers and its sibling ``configuration_hbert.py``.
+The token mixers (attention kinds) and their registry are in ``attention_hbert.py``. This file is copied next to
+every saved checkpoint (Hugging Face remote code), so it imports only torch, transformers and its siblings.
 """
 
 from __future__ import annotations
@@ -28,8 +28,16 @@ from transformers.modeling_outputs import (
     TokenClassifierOutput,
 )
 
+from .attention_hbert import (
+    ATTENTION_KINDS,
+    AdditiveAttention,
+    AttentionKind,
+    MixtureAttention,
+    SoftmaxAttention,
+    build_attention,
+)
 from .configuration_hbert import HBertConfig
-from .ops_hbert import Dropout, cross_entropy, dropout
+from .ops_hbert import Dropout, cross_entropy
 
 
 def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
@@ -88,125 +96,6 @@ class HBertEmbeddings(nn.Module):
         table = self.position_embeddings.weight if self.position_embeddings is not None else self.sinusoid
         x = x + (table[:T] if position_ids is None else F.embedding(position_ids, table))
         return self.dropout(self.norm(x))
-
-
-def _split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """(B, T, H) -> (B, T, N, D)."""
-    B, T, H = x.shape
-    return x.view(B, T, num_heads, H // num_heads)
-
-
-class SoftmaxAttention(nn.Module):
-    """Multi-head scaled dot-product attention through ``F.scaled_dot_product_attention``.
-
-    Returns the per-token context before the output projection, (B, T, H), and, when asked, the attention
-    probabilities (B, N, T, T), computed explicitly (SDPA never materialises them).
-    """
-
-    def __init__(self, config: HBertConfig):
-        super().__init__()
-        self.num_heads = config.num_attention_heads
-        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
-        self.dropout_p = config.attention_probs_dropout_prob
-
-    def forward(
-        self, x: torch.Tensor, key_mask: torch.Tensor | None, output_attentions: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        B, T, H = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, H // self.num_heads).permute(2, 0, 3, 1, 4)
-        attn_mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, T), True = attend
-        explicit_dropout = self.training and self.dropout_p > 0 and q.device.type == "cpu"
-        probs = None
-        if output_attentions or (explicit_dropout and not torch.compiler.is_compiling()):
-            # on CPU, SDPA with dropout falls back to this same computation with a slower random mask
-            scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, N, T, T)
-            if attn_mask is not None:
-                scores = scores.masked_fill(~attn_mask, torch.finfo(scores.dtype).min)
-            probs = scores.softmax(dim=-1)
-            ctx = dropout(probs, self.dropout_p, self.training) @ v
-        else:
-            ctx = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=attn_mask, dropout_p=self.dropout_p if self.training else 0.0
-            )  # (B, N, T, D)
-        return ctx.transpose(1, 2).reshape(B, T, H), probs if output_attentions else None
-
-
-class AdditiveAttention(nn.Module):
-    """Fastformer additive attention, per head (D = head size, w_q and w_k learned vectors of size D):
-
-        alpha = softmax_t(w_q . q_t / sqrt(D));  g_q = sum_t alpha_t q_t
-        p_t = g_q * k_t;  beta = softmax_t(w_k . p_t / sqrt(D));  g_k = sum_t beta_t p_t
-        u_t = g_k * v_t;  out_t = W_t u_t + q_t
-
-    Padding positions get no weight in either softmax. Cost is linear in T.
-    Returns (B, T, H), before the sub-layer's output projection, and, when asked, the two pooling distributions
-    (its attention) as (B, N, 2, T): row 0 = alpha (query pooling), row 1 = beta (key pooling).
-    """
-
-    def __init__(self, config: HBertConfig):
-        super().__init__()
-        self.num_heads = config.num_attention_heads
-        head_dim = config.hidden_size // config.num_attention_heads
-        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
-        std = config.initializer_range  # (re-initialised by the model's _init_weights; valid standalone too)
-        self.query_score = nn.Parameter(torch.randn(self.num_heads, head_dim) * std)  # w_q, one per head
-        self.key_score = nn.Parameter(torch.randn(self.num_heads, head_dim) * std)  # w_k, one per head
-        self.transform = nn.Linear(config.hidden_size, config.hidden_size)  # W_t
-        self.scale = head_dim**-0.5
-        self.dropout = Dropout(config.attention_probs_dropout_prob)
-
-    def _pool(
-        self, x: torch.Tensor, w: torch.Tensor, key_mask: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Softmax-weighted sum over positions, per head: (B, T, N, D) -> (B, 1, N, D), and the weights (B, T, N)."""
-        scores = (x * w).sum(-1).float() * self.scale  # (B, T, N), float32 for a stable softmax
-        if key_mask is not None:
-            scores = scores.masked_fill(~key_mask[:, :, None], torch.finfo(scores.dtype).min)
-        probs = scores.softmax(dim=1)
-        weights = self.dropout(probs).to(x.dtype)
-        return torch.einsum("btn,btnd->bnd", weights, x)[:, None], probs
-
-    def forward(
-        self, x: torch.Tensor, key_mask: torch.Tensor | None, output_attentions: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        B, T, H = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, H // self.num_heads).unbind(2)  # each (B, T, N, D)
-        global_q, alpha = self._pool(q, self.query_score, key_mask)
-        p = global_q * k
-        global_k, beta = self._pool(p, self.key_score, key_mask)
-        u = (global_k * v).reshape(B, T, H)
-        weights = torch.stack([alpha, beta], dim=1).permute(0, 3, 1, 2) if output_attentions else None  # (B,N,2,T)
-        return self.transform(u) + q.reshape(B, T, H), weights
-
-
-class MixtureAttention(nn.Module):
-    """Softmax and additive attention in parallel on the same input, combined per token and head by a learned
-    gate: ctx = g * softmax_ctx + (1 - g) * additive_ctx, g = sigmoid(W_g x) in (0, 1) (starts near 0.5).
-    Its attention output, when asked, is the softmax branch's probabilities (B, N, T, T)."""
-
-    def __init__(self, config: HBertConfig):
-        super().__init__()
-        self.num_heads = config.num_attention_heads
-        self.softmax = SoftmaxAttention(config)
-        self.additive = AdditiveAttention(config)
-        self.gate = nn.Linear(config.hidden_size, config.num_attention_heads)
-
-    def forward(
-        self, x: torch.Tensor, key_mask: torch.Tensor | None, output_attentions: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        B, T, H = x.shape
-        g = torch.sigmoid(self.gate(x))[..., None]  # (B, T, N, 1)
-        s, probs = self.softmax(x, key_mask, output_attentions)
-        a, _ = self.additive(x, key_mask)
-        mixed = g * _split_heads(s, self.num_heads) + (1 - g) * _split_heads(a, self.num_heads)
-        return mixed.reshape(B, T, H), probs
-
-
-ATTENTION_KINDS: dict[str, type[nn.Module]] = {
-    "softmax": SoftmaxAttention,
-    "additive": AdditiveAttention,
-    "mixture": MixtureAttention,
-}
 
 
 class Sublayer(nn.Module):
@@ -268,7 +157,7 @@ class HBertLayer(GradientCheckpointingLayer):
     def __init__(self, config: HBertConfig, kind: str):
         super().__init__()
         self.kind = kind
-        self.attention = Sublayer(config, ATTENTION_KINDS[kind](config), config.hidden_size)
+        self.attention = Sublayer(config, build_attention(config, kind), config.hidden_size)
         self.ffn = Sublayer(config, FeedForwardInner(config), config.intermediate_size)
 
     def forward(
@@ -326,9 +215,8 @@ class HBertPreTrainedModel(PreTrainedModel):
         """BERT-style: normal(0, initializer_range) weights, zero biases, unit norms, zero padding embedding."""
         super()._init_weights(module)
         std = self.config.initializer_range
-        if isinstance(module, AdditiveAttention):
-            init.normal_(module.query_score, mean=0.0, std=std)
-            init.normal_(module.key_score, mean=0.0, std=std)
+        if hasattr(module, "init_own_weights"):  # an attention kind's own parameters (e.g. additive's w_q, w_k)
+            module.init_own_weights(std)
         elif isinstance(module, HBertEmbeddings) and module.position_embeddings is None:
             init.copy_(module.sinusoid, sinusoidal_table(*module.sinusoid.shape))
 
@@ -683,6 +571,8 @@ HBertForMultipleChoice.register_for_auto_class("AutoModelForMultipleChoice")
 
 __all__ = [
     "ATTENTION_KINDS",
+    "AdditiveAttention",
+    "AttentionKind",
     "HBertForMaskedLM",
     "HBertForMultipleChoice",
     "HBertForQuestionAnswering",
@@ -691,4 +581,6 @@ __all__ = [
     "HBertMaskedLMOutput",
     "HBertModel",
     "HBertPreTrainedModel",
+    "MixtureAttention",
+    "SoftmaxAttention",
 ]

@@ -13,6 +13,7 @@ import sys
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .. import __version__
+from ..modeling.attention_hbert import ATTENTION_KINDS
 
 
 def command_line(argv: list[str] | None = None) -> str:
@@ -84,12 +85,17 @@ def model_card(config, parameters: int, manifest: dict, summary: dict, name: str
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
 
 
+def _letters() -> str:
+    """``S = softmax, A = additive, ...``: the letters of every registered attention kind."""
+    return ", ".join(f"{kind.letter} = {kind.name}" for kind in ATTENTION_KINDS.values())
+
+
 def _body(config, parameters, summary, corpus, sources, accuracy, command, name) -> str:
     lines = [
         f"# {name}",
         "",
         f"A masked-language-model encoder pretrained with hbert {__version__} (layer pattern "
-        f"`{config.layer_pattern}`: S = softmax, A = additive, M = mixture attention; norm scheme "
+        f"`{config.layer_pattern}`: {_letters()} attention; norm scheme "
         f"`{config.norm_scheme}`), {parameters:,} parameters. Load it with "
         "`AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=True)` (the modeling code is in this folder).",
         "",

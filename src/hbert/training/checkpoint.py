@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ..data.tokenizer import save_with_model
-from ..files import remove_stale_temps, temp_name, write_atomic
+from ..files import atomic_dir, remove_stale_temps, write_atomic
 from .card import write_model_card
 
 MANIFEST = "manifest.json"
@@ -80,21 +79,12 @@ def save_checkpoint(run_dir: Path, model, tokenizer, state: dict, keep: int = 2)
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{state['budget']['steps']:08d}"
     final = root / name
-    tmp = root / temp_name(name)
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir()
+    with atomic_dir(final) as tmp:
         _quiet_save(model, tmp / "model")
         save_with_model(tokenizer, tmp / "model", model.config.max_position_embeddings)
         torch.save(state, tmp / "state.pt")
         write_manifest(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        write_atomic(root / "latest", name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    write_atomic(root / "latest", name)
     old = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and p.name != name)
     for p in old[: max(0, len(old) - (keep - 1))]:
         shutil.rmtree(p, ignore_errors=True)
@@ -174,17 +164,9 @@ def export_final(run_dir: Path, model, tokenizer, card: str | None = None) -> Pa
     """``final/``: the trained model, the tokenizer (with the model's length limit) and, when given, the model card,
     written to a temporary folder and renamed into place."""
     final = run_dir / "final"
-    tmp = run_dir / temp_name("final")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_dir(final) as tmp:
         _quiet_save(model, tmp)
         save_with_model(tokenizer, tmp, model.config.max_position_embeddings)
         if card is not None:
             write_model_card(tmp, card)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final

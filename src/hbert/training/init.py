@@ -10,19 +10,19 @@ import os
 import torch
 
 from ..modeling import HBertForMaskedLM
+from ..modeling.attention_hbert import ATTENTION_KINDS, attention_kind
+from ..modeling.convert import load_hbert_or_bert
 
 
 def subln_scale(model: HBertForMaskedLM) -> float:
-    """Magneto's initialisation for Sub-LN: value, output and feed-forward weights times sqrt(log 2N)."""
+    """Magneto's initialisation for Sub-LN: value, output and feed-forward weights times sqrt(log 2N) (which
+    weights of an attention module are its values, its kind's registry entry says)."""
     n = model.config.num_hidden_layers
     gamma = math.sqrt(math.log(2 * n))
-    H = model.config.hidden_size
     with torch.no_grad():
         for layer in model.hbert.encoder.layers:
-            inner = layer.attention.inner
-            mixers = [inner.softmax, inner.additive] if layer.kind == "mixture" else [inner]
-            for mixer in mixers:
-                mixer.qkv.weight[2 * H :].mul_(gamma)
+            for weight in attention_kind(layer.kind).subln_scaled(layer.attention.inner):
+                weight.mul_(gamma)
             layer.attention.out.weight.mul_(gamma)
             layer.ffn.inner.up.weight.mul_(gamma)
             layer.ffn.out.weight.mul_(gamma)
@@ -31,19 +31,12 @@ def subln_scale(model: HBertForMaskedLM) -> float:
 
 def load_source_state(path: str) -> tuple[dict[str, torch.Tensor], object]:
     """State dict and config of a transfer source: an hbert checkpoint, or a Hugging Face BERT (converted)."""
-    from transformers import AutoConfig
-
     if not os.path.isdir(path):
         raise FileNotFoundError(f"init.source {path!r} is not a checkpoint folder")
-    config = AutoConfig.from_pretrained(path)
-    if config.model_type == "bert":
-        from ..modeling.convert import from_hf_bert
-
-        model = from_hf_bert(path)
-    elif config.model_type == "hbert":
-        model = HBertForMaskedLM.from_pretrained(path)
-    else:
-        raise ValueError(f"init.source {path}: model_type {config.model_type!r}; accepted: hbert, bert")
+    try:
+        model = load_hbert_or_bert(path)
+    except ValueError as err:
+        raise ValueError(f"init.source {err}") from None
     return model.state_dict(), model.config
 
 
@@ -103,7 +96,9 @@ def transfer(model: HBertForMaskedLM, source: str, kind: str, parts: list[str], 
     return {"kind": kind, "copied": copied, "skipped": skipped}
 
 
-FREEZE_GROUPS = ("embeddings", "head", "softmax", "additive", "mixture", "layers.N")
+def freeze_groups() -> tuple[str, ...]:
+    """The names ``init.freeze`` accepts: every registered attention kind names the layers of that kind."""
+    return ("embeddings", "head", *ATTENTION_KINDS, "layers.N")
 
 
 def frozen_parameters(model: HBertForMaskedLM, names: list[str]) -> list[torch.nn.Parameter]:
@@ -120,12 +115,12 @@ def frozen_parameters(model: HBertForMaskedLM, names: list[str]) -> list[torch.n
             for n, p in model.head.named_parameters():
                 if n != "decoder.weight":  # tied to the embeddings
                     params[id(p)] = p
-        elif name in ("softmax", "additive", "mixture"):
+        elif name in ATTENTION_KINDS:
             for layer in model.hbert.encoder.layers:
                 if layer.kind == name:
                     add(layer)
         elif name.startswith("layers.") and name[7:].isdigit() and int(name[7:]) < len(model.hbert.encoder.layers):
             add(model.hbert.encoder.layers[int(name[7:])])
         else:
-            raise ValueError(f"init.freeze: unknown part {name!r}; accepted: {', '.join(FREEZE_GROUPS)}")
+            raise ValueError(f"init.freeze: unknown part {name!r}; accepted: {', '.join(freeze_groups())}")
     return list(params.values())
