@@ -214,3 +214,15 @@ def test_eval_reports_floors_twin_spread_and_verdict(checkpoint, tmp_path, capsy
     assert entry["gain_over_random_init"] == pytest.approx(entry["validation"]["median"] - twin["median"])
     assert entry["verdict"] == spread_verdict(entry["validation"]["scores"], twin["scores"])
     assert entry["below_majority"] == (entry["validation"]["median"] <= floors["majority"])
+
+
+def test_report_table_shows_the_held_out_loss_beside_the_accuracy():
+    from hbert.experiments.runner import _main_table
+
+    recipe = Recipe(name="r", base="b", budget="1m", arms={"a": [], "old": []}, seeds=[0, 1], suite=[], inference=False)
+    row = {"parameters": 10, "tokens": 100, "steps": 1, "cpu_share": 1.0}
+    rows = [{**row, "arm": "a", "seed": s, "heldout_mlm_acc": 0.2, "heldout_mlm_loss": 5.0 + s} for s in (0, 1)]
+    rows.append({**row, "arm": "old", "seed": 0, "heldout_mlm_acc": 0.1})  # a row from before losses were recorded
+    header, _, a_line, old_line = _main_table(recipe, rows, {})
+    assert "held-out MLM loss" in header
+    assert a_line.endswith("| 0.2000 | 5.500 [5.000, 6.000] |") and old_line.endswith("| 0.1000 | - |")

@@ -458,10 +458,14 @@ def write_results(out: Path, recipe: Recipe, rows: list[dict], floors: dict | No
 
 def _intro(recipe: Recipe) -> list[str]:
     budgets = sorted({arm_budget(recipe, arm) for arm in recipe.arms})
-    text = (f"Budget {', '.join(budgets)} per arm, pretraining seeds {recipe.seeds}, {recipe.finetune_seeds} "
-            f"fine-tuning seed(s) per pretrained model, base `{recipe.base}`, fine-tuning {recipe.finetune or 'defaults'}. "
-            "Held-out MLM accuracy: fixed seeded 15% mask on the held-out split, median [min, max] over pretraining "
-            "seeds. Downstream: validation score (0-100), median [min, max] over every pretraining x fine-tuning seed; "
+    tuning = (
+        f"{recipe.finetune_seeds} fine-tuning seed(s) per pretrained model, fine-tuning {recipe.finetune or 'defaults'}"
+        if recipe.suite
+        else "no fine-tuning"
+    )
+    text = (f"Budget {', '.join(budgets)} per arm, pretraining seeds {recipe.seeds}, {tuning}, base `{recipe.base}`. "
+            "Held-out MLM accuracy and loss: fixed seeded 15% mask on the held-out split, median [min, max] over "
+            "pretraining seeds. Downstream: validation score (0-100), median [min, max] over every pretraining x fine-tuning seed; "
             "⚠ marks a median that does not clear the majority-class floor. CPU share: the training loop's share of "
             "the machine (1.0 = every thread busy for the whole run). Every number comes from `results.csv`.")  # fmt: skip
     return [text]
@@ -469,7 +473,7 @@ def _intro(recipe: Recipe) -> list[str]:
 
 def _main_table(recipe: Recipe, rows: list[dict], floors: dict) -> list[str]:
     tasks = list(recipe.suite)
-    header = ["arm", "parameters", "tokens seen", "steps", "CPU share", "held-out MLM acc", *tasks]
+    header = ["arm", "parameters", "tokens seen", "steps", "CPU share", "held-out MLM acc", "held-out MLM loss", *tasks]
     if tasks:
         header += ["suite average", "gain over random-init"]
     if recipe.inference:
@@ -483,7 +487,7 @@ def _main_table(recipe: Recipe, rows: list[dict], floors: dict) -> list[str]:
         cells = [arm, f"{arm_rows[0]['parameters']:,}", f"{int(statistics.median(r['tokens'] for r in arm_rows)):,}",
                  f"{int(statistics.median(r['steps'] for r in arm_rows)):,}",
                  f"{statistics.median(shares):.2f}" if shares else "-",
-                 _fmt(_spread([r["heldout_mlm_acc"] for r in arm_rows]), 4)]  # fmt: skip
+                 _fmt(_spread([r["heldout_mlm_acc"] for r in arm_rows]), 4), _loss_cell(arm_rows)]  # fmt: skip
         for task in tasks:
             values = _pooled(arm_rows, f"{task}_scores")
             flag = " ⚠" if task in floors and statistics.median(values) <= floors[task]["majority"] else ""
@@ -596,6 +600,11 @@ def _share_lines(recipe: Recipe, rows: list[dict]) -> list[str]:
                    "the budget is counted in tokens or steps, so this changed how long it took, not what it learnt")  # fmt: skip
     return [f"- ⚠ Machine share: {', '.join(flagged)} got less than {LOW_SHARE:.0%} of the best run's CPU share; "
             f"{consequence}."]  # fmt: skip
+
+
+def _loss_cell(rows: list[dict]) -> str:
+    losses = [float(r["heldout_mlm_loss"]) for r in rows if r.get("heldout_mlm_loss") not in (None, "")]
+    return _fmt(_spread(losses), 3) if losses else "-"
 
 
 def _fmt(spread: tuple[float, float, float], digits: int) -> str:
