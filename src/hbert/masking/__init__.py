@@ -2,10 +2,23 @@
 masked inputs and labels. Every strategy masks a fixed number of tokens per sequence, never special tokens or
 padding, and applies the configured replacement split."""
 
-from .base import MaskedBatch, MaskingStrategy, apply_replacement, build_masking, candidate_mask, mask_counts
-from .random import RandomMasking
+from .base import (
+    MASKING_KINDS,
+    MaskedBatch,
+    MaskingStrategy,
+    apply_replacement,
+    build_masking,
+    candidate_mask,
+    mask_counts,
+    masking_class,
+    register_masking,
+)
+from .entropy import EntropyMasking  # registers masking.kind=entropy
+from .random import RandomMasking  # registers masking.kind=random
 
 __all__ = [
+    "MASKING_KINDS",
+    "EntropyMasking",
     "MaskedBatch",
     "MaskingStrategy",
     "RandomMasking",
@@ -13,4 +26,6 @@ __all__ = [
     "build_masking",
     "candidate_mask",
     "mask_counts",
+    "masking_class",
+    "register_masking",
 ]
