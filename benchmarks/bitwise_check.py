@@ -57,6 +57,13 @@ CASES: dict[str, list[str]] = {
 }
 
 
+FINETUNE_CASES: dict[str, dict] = {
+    "finetune-classification": {"epochs": 3, "lr": 3e-3, "batch_size": 16, "warmup": 0.2, "keep_best": True},
+    "finetune-regression-probe-bf16": {"epochs": 2, "lr": 1e-2, "batch_size": 8, "freeze_encoder": True,
+                                       "precision": "bf16", "dynamic_padding": False, "max_seq_len": 24},
+}  # fmt: skip
+
+
 def weights_sha256(folder: Path) -> str:
     """sha256 over the names, dtypes, shapes and bytes of every tensor of a saved model, in name order."""
     import torch
@@ -87,7 +94,48 @@ def run_cases(workdir: Path) -> dict[str, str]:
         pretrain(load_config(None, [f"corpus={corpus}", f"out={run}", *COMMON, *overrides]))
         hashes[name] = weights_sha256(run / "final")
         print(f"{name:28s} {hashes[name]}", flush=True)
+    for name, settings in FINETUNE_CASES.items():
+        hashes[name] = finetune_case(workdir, name, settings)
+        print(f"{name:28s} {hashes[name]}", flush=True)
     return hashes
+
+
+def toy_task(folder: Path, kind: str) -> str:
+    """A small generated task over the corpus words: the label says whether "w7" occurs (classification), or
+    counts it plus a length term (regression)."""
+    import random
+
+    rng = random.Random(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for _ in range(160):
+        words = [f"w{rng.randrange(80)}" for _ in range(rng.randint(3, 20))]
+        hits = words.count("w7")
+        if rng.random() < 0.4:
+            words.insert(rng.randrange(len(words) + 1), "w7")
+            hits += 1
+        label = int(hits > 0) if kind == "classification" else hits + 0.05 * len(words)
+        rows.append({"text": " ".join(words), "label": label})
+    for split, part in (("train", rows[:120]), ("dev", rows[120:])):
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    spec = {"name": f"toy-{kind}", "files": {"train": "train.jsonl", "validation": "dev.jsonl"},
+            "text_fields": ["text"], "kind": kind,
+            "metrics": ["accuracy"] if kind == "classification" else ["pearson"]}  # fmt: skip
+    if kind == "classification":
+        spec["num_labels"] = 2
+    (folder / "spec.yaml").write_text(json.dumps(spec))
+    return str(folder / "spec.yaml")
+
+
+def finetune_case(workdir: Path, name: str, settings: dict) -> str:
+    """Fine-tune the ``random`` case's final checkpoint and hash the saved classifier."""
+    from hbert.finetune import finetune, make_config
+
+    kind = "regression" if "regression" in name else "classification"
+    spec = toy_task(workdir / f"task-{kind}", kind)
+    config = make_config({**settings, "progress": False, "floors": "none", "seed": 3})
+    finetune(str(workdir / "random" / "final"), spec, config, save=str(workdir / name))
+    return weights_sha256(workdir / name)
 
 
 def main() -> int:

@@ -426,12 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cuda() -> bool:
-    try:
-        import torch
+    from .runtime import cuda_available
 
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
+    return cuda_available()
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
