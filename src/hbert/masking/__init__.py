@@ -13,8 +13,10 @@ from .base import (
     masking_class,
     register_masking,
 )
+from .random import RandomMasking  # registers masking.kind=random, the baseline, listed first
+
+# isort: split
 from .entropy import EntropyMasking  # registers masking.kind=entropy
-from .random import RandomMasking  # registers masking.kind=random
 
 __all__ = [
     "MASKING_KINDS",
