@@ -172,7 +172,7 @@ def _final_card(model, corpus, summary: dict, run_dir: Path) -> str:
     return model_card(model.config, parameters, corpus.manifest, summary, run_dir.name, command_line())
 
 
-# ------------------------------------------------------------------------------------------ the run
+# ------------------------------------------------------------------------------------------ signals, reports, resuming
 
 
 class _Signals:
