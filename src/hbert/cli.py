@@ -443,12 +443,9 @@ def _add_data(sub) -> None:
 
 
 def _cuda() -> bool:
-    try:
-        import torch
+    from .runtime import cuda_available
 
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
+    return cuda_available()
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

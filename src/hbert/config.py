@@ -326,7 +326,6 @@ def config_from_dict(data: dict) -> PretrainConfig:
 # ------------------------------------------------------------------------------------------ validation
 
 _CHOICES = {
-    "masking.kind": ("random", "entropy"),
     "masking.source": ("teacher", "self"),
     "masking.scoring": ("candidates", "token-stats"),
     "masking.rule": ("high", "low", "sample", "mixed"),

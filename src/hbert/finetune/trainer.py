@@ -24,6 +24,9 @@ import torch
 
 from ..data.tasks import TOKEN_KIND, TaskSpec, get_task, load_task, suites
 from ..data.tokenizer import save_with_model
+from ..runtime import autocast, resolve_device
+from ..training.budget import step_lr_multiplier
+from ..training.optim import adamw, set_lr
 from .metrics import compute_metrics, task_score
 
 
@@ -226,11 +229,7 @@ def collate(ids, types, labels, index: list[int], pad_id: int, pad_to: int | Non
 
 # ------------------------------------------------------------------------------------------ the loop
 
-
-def _device(setting: str) -> torch.device:
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(setting)
+_device = resolve_device  # the name fine-tuning's helpers import
 
 
 @torch.no_grad()
@@ -242,8 +241,8 @@ def evaluate(model, data, spec: TaskSpec, config: FinetuneConfig, pad_id: int, d
         batch = collate(
             ids, types, labels, index, pad_id, None if config.dynamic_padding else config.max_seq_len, device
         )
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-            out = model(**{k: v for k, v in batch.items() if k != "token_type_ids" or _uses_types(model)})
+        with autocast(device, config.precision):
+            out = model(**_model_inputs(model, batch))
         loss_sum += float(out.loss) * len(index)
         logits = out.logits.float()
         pred = logits.squeeze(-1) if spec.kind == "regression" else logits.argmax(-1)
@@ -259,6 +258,11 @@ def evaluate(model, data, spec: TaskSpec, config: FinetuneConfig, pad_id: int, d
 
 def _uses_types(model) -> bool:
     return getattr(model.config, "type_vocab_size", 0) > 0
+
+
+def _model_inputs(model, batch: dict) -> dict:
+    """The batch without token types for a model that has none."""
+    return {k: v for k, v in batch.items() if k != "token_type_ids" or _uses_types(model)}
 
 
 def task_splits(spec: TaskSpec, max_train_examples: int = 0, max_eval_examples: int = 0) -> dict:
@@ -277,6 +281,105 @@ def task_splits(spec: TaskSpec, max_train_examples: int = 0, max_eval_examples: 
     return splits
 
 
+@dataclass
+class _Fit:
+    """The state of one fine-tuning run's epochs: step count, history, the best epoch so far, early stopping."""
+
+    total_steps: int
+    warmup_steps: int
+    step: int = 0
+    seen: int = 0
+    train_seconds: float = 0.0
+    history: list = dataclasses.field(default_factory=list)
+    best: dict | None = None
+    best_state: dict | None = None
+    waited: int = 0
+
+    def end_epoch(self, epoch: int, val: dict, model, config: FinetuneConfig) -> bool:
+        """Record the epoch's validation result; True when early stopping ends the run."""
+        self.history.append({"epoch": epoch + 1, **val})
+        if self.best is None or val["loss"] < self.best["loss"]:
+            self.best, self.waited = {"epoch": epoch + 1, **val}, 0
+            if config.keep_best:
+                self.best_state = copy.deepcopy(model.state_dict())
+            return False
+        self.waited += 1
+        return bool(config.patience and self.waited >= config.patience)
+
+
+def _prepare(checkpoint: str, spec: TaskSpec, config: FinetuneConfig, device):
+    """(model on the device, tokenizer, encoded splits); a linear probe freezes the encoder."""
+    model, tokenizer = load_classifier(checkpoint, spec, config.trust_remote_code)
+    model.to(device)
+    rows = task_splits(spec, config.max_train_examples, config.max_eval_examples)
+    splits = {role: encode(tokenizer, r, spec, config.max_seq_len) for role, r in rows.items()}
+    if config.freeze_encoder:
+        base = getattr(model, model.base_model_prefix)
+        base.requires_grad_(False)
+    return model, tokenizer, splits
+
+
+def _train_epoch(model, optimizer, train, fit: _Fit, config: FinetuneConfig, rng, pad_id: int, device, bar) -> None:
+    """One pass over the training split: linear warm-up and decay by step, clipping at 1, AdamW."""
+    train_ids, train_types, train_labels = train
+    params = [p for p in model.parameters() if p.requires_grad]
+    model.train()
+    if config.freeze_encoder:
+        getattr(model, model.base_model_prefix).eval()
+    t0 = time.perf_counter()
+    for index in batches([len(x) for x in train_ids], config.batch_size, True, rng, config.dynamic_padding):
+        batch = collate(train_ids, train_types, train_labels, index, pad_id,
+                        None if config.dynamic_padding else config.max_seq_len, device)  # fmt: skip
+        set_lr(optimizer, config.lr * step_lr_multiplier(fit.step, fit.warmup_steps, fit.total_steps))
+        with autocast(device, config.precision):
+            out = model(**_model_inputs(model, batch))
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        fit.step += 1
+        fit.seen += len(index)
+        if bar is not None:
+            bar.update(1)
+    fit.train_seconds += time.perf_counter() - t0
+
+
+def _fit(model, splits: dict, spec: TaskSpec, config: FinetuneConfig, pad_id: int, device, started: float) -> _Fit:
+    """Train for ``config.epochs`` (or until early stopping), evaluating on validation after each epoch; the best
+    epoch's weights are restored with ``keep_best``."""
+    rng = random.Random(config.seed)
+    optimizer = adamw(model.parameters(), config.lr, config.weight_decay)
+    steps_per_epoch = math.ceil(len(splits["train"][0]) / config.batch_size)
+    total = max(1, steps_per_epoch * config.epochs)
+    fit = _Fit(total_steps=total, warmup_steps=int(config.warmup * total))
+    bar = None
+    if config.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=f"finetune {spec.name}", unit="step", leave=False, disable=None)
+    for epoch in range(config.epochs):
+        _train_epoch(model, optimizer, splits["train"], fit, config, rng, pad_id, device, bar)
+        val = evaluate(model, splits["validation"], spec, config, pad_id, device)
+        if bar is not None:
+            bar.write(f"  {spec.name} epoch {epoch + 1}/{config.epochs}: validation score {val['score']:.1f}, "
+                      f"loss {val['loss']:.4f} ({time.time() - started:.0f} s)", file=sys.stderr)  # fmt: skip
+        if fit.end_epoch(epoch, val, model, config):
+            break
+    if bar is not None:
+        bar.close()
+    if config.keep_best and fit.best_state is not None:
+        model.load_state_dict(fit.best_state)
+    return fit
+
+
+def _save(save: str, model, tokenizer, result: dict) -> None:
+    Path(save).mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(save)
+    limit = getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
+    save_with_model(tokenizer, save, limit)
+    (Path(save) / "finetune.json").write_text(json.dumps(result, indent=2))
+
+
 def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save: str | None = None) -> dict:
     """Fine-tune ``checkpoint`` on ``task``; returns metrics on validation (and test where it has labels), and the
     floors ``config.floors`` asks for (``floors``: majority, bag_of_words, random_init; ``below_majority``)."""
@@ -286,90 +389,17 @@ def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save
 
         return finetune_tokens(checkpoint, spec, config, save)
     torch.manual_seed(config.seed)
-    rng = random.Random(config.seed)
-    device = _device(config.device)
-    model, tokenizer = load_classifier(checkpoint, spec, config.trust_remote_code)
-    model.to(device)
-    rows = task_splits(spec, config.max_train_examples, config.max_eval_examples)
-    splits = {role: encode(tokenizer, r, spec, config.max_seq_len) for role, r in rows.items()}
-    if config.freeze_encoder:
-        base = getattr(model, model.base_model_prefix)
-        base.requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr,
-    )
-    train_ids, train_types, train_labels = splits["train"]
-    steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
-    total = max(1, steps_per_epoch * config.epochs)
-    warmup = int(config.warmup * total)
+    device = resolve_device(config.device, key="device")
+    model, tokenizer, splits = _prepare(checkpoint, spec, config, device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    history, best, best_state, waited, step = [], None, None, 0, 0
     started = time.time()
-    train_seconds, seen = 0.0, 0
-    progress = None
-    if config.progress:
-        from tqdm.auto import tqdm
-
-        progress = tqdm(total=total, desc=f"finetune {spec.name}", unit="step", leave=False, disable=None)
-    for epoch in range(config.epochs):
-        model.train()
-        if config.freeze_encoder:
-            getattr(model, model.base_model_prefix).eval()
-        t0 = time.perf_counter()
-        for index in batches([len(x) for x in train_ids], config.batch_size, True, rng, config.dynamic_padding):
-            batch = collate(train_ids, train_types, train_labels, index, pad_id,
-                            None if config.dynamic_padding else config.max_seq_len, device)  # fmt: skip
-            lr_scale = (
-                (step + 1) / max(1, warmup) if step < warmup else max(0.0, (total - step) / max(1, total - warmup))
-            )
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * lr_scale
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                out = model(**{k: v for k, v in batch.items() if k != "token_type_ids" or _uses_types(model)})
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            seen += len(index)
-            if progress is not None:
-                progress.update(1)
-        train_seconds += time.perf_counter() - t0
-        val = evaluate(model, splits["validation"], spec, config, pad_id, device)
-        history.append({"epoch": epoch + 1, **val})
-        if progress is not None:
-            progress.write(f"  {spec.name} epoch {epoch + 1}/{config.epochs}: validation score {val['score']:.1f}, "
-                           f"loss {val['loss']:.4f} ({time.time() - started:.0f} s)", file=sys.stderr)  # fmt: skip
-        if best is None or val["loss"] < best["loss"]:
-            best, waited = {"epoch": epoch + 1, **val}, 0
-            if config.keep_best:
-                best_state = copy.deepcopy(model.state_dict())
-        else:
-            waited += 1
-            if config.patience and waited >= config.patience:
-                break
-    if progress is not None:
-        progress.close()
-    if config.keep_best and best_state is not None:
-        model.load_state_dict(best_state)
-    result = {
-        "task": spec.name,
-        "checkpoint": str(checkpoint),
-        "protocol": config.protocol,
-        "seed": config.seed,
-        "epochs_run": len(history),
-        "best_epoch": best["epoch"],
-        "validation": evaluate(model, splits["validation"], spec, config, pad_id, device),
-        "history": history,
-        "train_examples": len(train_ids),
-        "train_seconds": train_seconds,
-        "train_sequences_per_s": seen / max(train_seconds, 1e-9),
-        "wall_seconds": time.time() - started,
-    }
+    fit = _fit(model, splits, spec, config, pad_id, device, started)
+    result = {"task": spec.name, "checkpoint": str(checkpoint), "protocol": config.protocol, "seed": config.seed,
+              "epochs_run": len(fit.history), "best_epoch": fit.best["epoch"],
+              "validation": evaluate(model, splits["validation"], spec, config, pad_id, device),
+              "history": fit.history, "train_examples": len(splits["train"][0]), "train_seconds": fit.train_seconds,
+              "train_sequences_per_s": fit.seen / max(fit.train_seconds, 1e-9),
+              "wall_seconds": time.time() - started}  # fmt: skip
     for role in splits:
         if role not in ("train", "validation"):
             result[role] = evaluate(model, splits[role], spec, config, pad_id, device)
@@ -379,11 +409,7 @@ def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save
         result["floors"] = floors_for(str(checkpoint), spec, config)
         result["below_majority"] = below_majority(result["validation"]["score"], result["floors"])
     if save:
-        Path(save).mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(save)
-        limit = getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
-        save_with_model(tokenizer, save, limit)
-        (Path(save) / "finetune.json").write_text(json.dumps(result, indent=2))
+        _save(save, model, tokenizer, result)
     return result
 
 

@@ -126,17 +126,51 @@ class MaskingStrategy:
     def load_state_dict(self, state: dict) -> None:
         pass
 
+    keep_logits = False  # set by distillation that reuses the scoring forward's teacher logits
 
-def build_masking(config, ids: SpecialIds, teacher=None, precision: str = "fp32") -> MaskingStrategy:
-    from .entropy import EntropyMasking
-    from .random import RandomMasking
+    def shares_scoring_forward(self, teacher) -> bool:
+        """Can distillation from ``teacher`` take its logits from this strategy's own scoring forward
+        (``teacher_rows``)? Only a strategy that runs that teacher at every masked position can say yes."""
+        return False
 
-    if config.kind == "random":
-        return RandomMasking(ids, config.ratio, config.mask_prob, config.random_prob)
-    if config.kind == "entropy":
-        return EntropyMasking(
-            ids, config.ratio, config.mask_prob, config.random_prob, source=config.source, scoring=config.scoring,
-            rule=config.rule, pool=config.pool, temperature=config.temperature, mixed_fraction=config.mixed_fraction,
-            self_warmup=config.self_warmup, teacher=teacher, precision=precision,
-        )  # fmt: skip
-    raise ValueError(f"masking.kind={config.kind!r}; accepted: random, entropy")
+    @classmethod
+    def from_config(cls, config, ids: SpecialIds, teacher_for=None, precision: str = "fp32") -> MaskingStrategy:
+        """Build from the ``masking`` config section; ``teacher_for(path)`` gives a loaded teacher model."""
+        return cls(ids, config.ratio, config.mask_prob, config.random_prob)
+
+
+# ------------------------------------------------------------------------------------------ the registry
+
+MASKING_KINDS: dict[str, type[MaskingStrategy]] = {}  # masking.kind -> strategy class; filled by register_masking
+
+
+def register_masking(kind: str):
+    """Class decorator: make a strategy available as ``masking.kind=KIND``. The class builds itself from the
+    ``masking`` config section with ``from_config``; nothing else in hbert names it."""
+
+    def register(cls: type[MaskingStrategy]) -> type[MaskingStrategy]:
+        if kind in MASKING_KINDS and MASKING_KINDS[kind] is not cls:
+            raise ValueError(f"masking kind {kind!r} is already registered ({MASKING_KINDS[kind].__name__})")
+        cls.name = kind
+        MASKING_KINDS[kind] = cls
+        return cls
+
+    return register
+
+
+def masking_class(kind: str) -> type[MaskingStrategy]:
+    """The strategy registered as ``kind``; an unknown kind is an error naming every registered one."""
+    try:
+        return MASKING_KINDS[kind]
+    except KeyError:
+        raise ValueError(f"masking.kind={kind!r}; accepted: {', '.join(MASKING_KINDS)}") from None
+
+
+def build_masking(config, ids: SpecialIds, teacher=None, precision: str = "fp32", teachers=None) -> MaskingStrategy:
+    """The strategy of the ``masking`` config section. A strategy that scores with a teacher asks for it by path:
+    from ``teachers`` (a ``TeacherCache``, which loads each checkpoint once) when given, else ``teacher``."""
+
+    def teacher_for(path: str):
+        return teachers.get(path) if teachers is not None else teacher
+
+    return masking_class(config.kind).from_config(config, ids, teacher_for=teacher_for, precision=precision)

@@ -29,6 +29,7 @@ from .base import (
     apply_replacement,
     candidate_mask,
     mask_counts,
+    register_masking,
     top_k_positions,
 )
 from .teacher import pool_entropy
@@ -38,9 +39,8 @@ SOURCES = ("teacher", "self")
 SCORINGS = ("candidates", "token-stats")
 
 
+@register_masking("entropy")
 class EntropyMasking(MaskingStrategy):
-    name = "entropy"
-
     def __init__(
         self,
         ids: SpecialIds,
@@ -89,6 +89,18 @@ class EntropyMasking(MaskingStrategy):
         self.keep_logits = False
         self._pool_logits: torch.Tensor | None = None
         self._pool_index: torch.Tensor | None = None
+
+    @classmethod
+    def from_config(cls, config, ids: SpecialIds, teacher_for=None, precision: str = "fp32") -> EntropyMasking:
+        teacher = teacher_for(config.teacher) if config.source == "teacher" and teacher_for else None
+        return cls(
+            ids, config.ratio, config.mask_prob, config.random_prob, source=config.source, scoring=config.scoring,
+            rule=config.rule, pool=config.pool, temperature=config.temperature, mixed_fraction=config.mixed_fraction,
+            self_warmup=config.self_warmup, teacher=teacher, precision=precision,
+        )  # fmt: skip
+
+    def shares_scoring_forward(self, teacher) -> bool:
+        return teacher is not None and teacher is self.teacher and self.scoring == "candidates"
 
     def teacher_rows(self, selected: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
         """The last scoring forward's logits at ``selected`` positions of the batch rows ``rows`` (selected

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from .base import MaskingStrategy, top_k_positions
+from .base import MaskingStrategy, register_masking, top_k_positions
 
 
+@register_masking("random")
 class RandomMasking(MaskingStrategy):
-    name = "random"
-
     def select(self, input_ids, candidates, counts, generator, model=None, progress: float = 0.0) -> torch.Tensor:
         scores = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
         scores = scores.masked_fill(~candidates, float("-inf"))

@@ -131,4 +131,24 @@ def load_teacher(path: str, device: torch.device, precision: str, student_vocab:
     return model.to(device).eval()
 
 
-__all__ = ["SpecialIds", "TeacherError", "check_teacher", "load_teacher", "sparse_logits"]
+class TeacherCache:
+    """The run's teachers, each loaded once per path: when masking and distillation name the same checkpoint they
+    get the same model object, so one teacher forward can serve both."""
+
+    PRECISIONS = ("bf16", "fp32")
+
+    def __init__(self, device: torch.device, precision: str, student_tokenizer, trust_remote_code: bool = False):
+        if precision not in self.PRECISIONS:
+            raise TeacherError(f"masking.teacher_precision={precision!r}; accepted: {', '.join(self.PRECISIONS)}")
+        self.device, self.precision, self.tokenizer = device, precision, student_tokenizer
+        self.trust_remote_code = trust_remote_code
+        self._loaded: dict[str, torch.nn.Module] = {}
+
+    def get(self, path: str) -> torch.nn.Module:
+        if path not in self._loaded:
+            self._loaded[path] = load_teacher(path, self.device, self.precision, len(self.tokenizer), self.tokenizer,
+                                              self.trust_remote_code)  # fmt: skip
+        return self._loaded[path]
+
+
+__all__ = ["SpecialIds", "TeacherCache", "TeacherError", "check_teacher", "load_teacher", "sparse_logits"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from dataclasses import dataclass
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -90,6 +91,14 @@ def lr_multiplier(progress: float, schedule: str, warmup: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * rest))
 
 
+def step_lr_multiplier(step: int, warmup_steps: int, total_steps: int) -> float:
+    """The fine-tuning schedule, counted in optimizer steps: linear warm-up over ``warmup_steps`` (reaching 1 at
+    the end of the warm-up), then linear decay to zero at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / max(1, warmup_steps)
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
 def parse_interval(text: str) -> tuple[str, float]:
     """``"5m"`` -> ("time", 300); ``"500-steps"`` -> ("steps", 500); ``"0"`` -> ("off", 0)."""
     raw = str(text).strip()
@@ -99,3 +108,29 @@ def parse_interval(text: str) -> tuple[str, float]:
     if budget.kind == "tokens":
         raise BudgetError(f"interval {text!r}: use a time (5m) or a step count (500-steps)")
     return budget.kind, budget.amount
+
+
+@dataclass
+class Interval:
+    """An every-so-often event of a run (evaluation, checkpoint): ``kind`` time | steps | off, counted from
+    ``last`` (a step number, or a ``time.time()``)."""
+
+    kind: str
+    every: float
+    last: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str, state: BudgetState) -> Interval:
+        interval = cls(*parse_interval(text))
+        interval.restart(state)
+        return interval
+
+    def due(self, state: BudgetState, now: float) -> bool:
+        if self.kind == "steps":
+            return state.steps - self.last >= self.every
+        if self.kind == "time":
+            return now - self.last >= self.every
+        return False
+
+    def restart(self, state: BudgetState) -> None:
+        self.last = state.steps if self.kind == "steps" else time.time()

@@ -1,6 +1,10 @@
 """Budgeted pretraining: "pretrain this encoder for exactly this budget, as well as the budget allows, and never
 lose the run".
 
+The top level, ``pretrain``, reads as: set the run up, ``train_step`` until the budget is spent (evaluating and
+checkpointing between steps when due), finish. The optimizer step itself is ``Engine.step`` (``engine``); the
+objective is in ``objective``; what a run holds between steps is the ``Run`` below, passed explicitly.
+
 One process per device (``torchrun`` for several); each rank reads its own shard of blocks; masking runs inside
 the step on the training device; the learning rate follows the share of the budget spent; checkpoints are written
 atomically on an interval, at the end and on SIGTERM / SIGINT; ``resume`` continues the same run bit for bit
@@ -9,7 +13,6 @@ atomically on an interval, at the end and on SIGTERM / SIGINT; ``resume`` contin
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -21,17 +24,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from ..config import PretrainConfig, config_from_dict, save_config, to_dict, validate_config
 from ..data.corpus import Corpus
 from ..files import read_yaml, remove_stale_temps, write_atomic
-from ..masking.base import SpecialIds, build_masking
+from ..masking.base import MaskingStrategy, SpecialIds, build_masking, masking_class
 from ..masking.random import RandomMasking
-from ..masking.teacher import load_teacher, sparse_logits
+from ..masking.teacher import TeacherCache
 from ..modeling import HBertConfig, HBertForMaskedLM
-from ..objectives import kd_loss
-from .budget import Budget, BudgetState, lr_multiplier, parse_interval
+from ..runtime import autocast, device_kind, resolve_device, resolve_precision
+from .budget import Budget, BudgetState, Interval, lr_multiplier
 from .card import command_line, model_card
 from .checkpoint import (
     CheckpointError,
@@ -41,66 +43,22 @@ from .checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from .distributed import Dist, setup_distributed
+from .engine import Engine, StepResult, compile_model
+from .errors import TrainingError
 from .init import frozen_parameters, subln_scale, transfer
+from .objective import PretrainObjective
+from .optim import adamw, set_lr
+from .runlog import RunLog
 from .share import MachineShare
 
 EVAL_MASK_SEED = 20240611  # one fixed held-out mask for every run, architecture and masking strategy
 
-
-class TrainingError(RuntimeError):
-    pass
-
-
-# ------------------------------------------------------------------------------------------ environment
-
-
-@dataclasses.dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed(device_kind: str) -> Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def resolve_device(setting: str, d: Dist) -> torch.device:
-    if setting == "auto":
-        return torch.device(f"cuda:{d.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(setting)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device(f"cuda:{d.local_rank}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("impl.device=cuda but no CUDA device is available; accepted here: cpu or auto")
-    return device
-
-
-def resolve_precision(setting: str, device: torch.device) -> str:
-    if setting == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "bf16" if torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX") else "fp32"
-    if setting not in ("fp32", "bf16", "fp16"):
-        raise TrainingError(f"impl.precision={setting!r}; accepted: auto, fp32, bf16, fp16")
-    if setting == "fp16" and device.type != "cuda":
-        raise TrainingError("impl.precision=fp16 needs a CUDA device (loss scaling); use bf16 or fp32 on CPU")
-    return setting
-
-
-def autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+__all__ = [  # also the names other modules and tests import from here
+    "Dist", "Engine", "TrainingError", "autocast", "build_model", "build_optimizer", "compile_model", "evaluate",
+    "heldout_eval_set", "latest_checkpoint", "pretrain", "resolve_device", "resolve_precision", "saved_config",
+    "setup_distributed",
+]  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ data order
@@ -170,13 +128,10 @@ def build_model(config: PretrainConfig, tokenizer, seq_len: int) -> tuple[HBertF
 
 
 def build_optimizer(model: torch.nn.Module, config: PretrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on norms and biases (the 1-D parameters)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        (decay if p.ndim >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": config.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """AdamW (no weight decay on norms and biases), fused on CPU and CUDA."""
+    train = config.train
     fused = device.type in ("cuda", "cpu")
-    return torch.optim.AdamW(groups, lr=config.train.lr, betas=config.train.betas, eps=config.train.eps, fused=fused)
+    return adamw(model.parameters(), train.lr, train.weight_decay, train.betas, train.eps, fused=fused)
 
 
 # ------------------------------------------------------------------------------------------ evaluation
@@ -217,7 +172,7 @@ def _final_card(model, corpus, summary: dict, run_dir: Path) -> str:
     return model_card(model.config, parameters, corpus.manifest, summary, run_dir.name, command_line())
 
 
-# ------------------------------------------------------------------------------------------ the run
+# ------------------------------------------------------------------------------------------ signals, reports, resuming
 
 
 class _Signals:
@@ -275,14 +230,6 @@ def _last_step(budget: Budget, state: BudgetState, tokens_per_step: int) -> bool
     return False
 
 
-def _interval_due(kind: str, every: float, state: BudgetState, last: float, now: float) -> bool:
-    if kind == "steps":
-        return state.steps - last >= every
-    if kind == "time":
-        return now - last >= every
-    return False
-
-
 def environment(device, precision, d: Dist) -> dict:
     import transformers
 
@@ -321,13 +268,6 @@ def saved_config(run_dir: str | os.PathLike, impl_overrides: list[str] | None = 
     return config
 
 
-def compile_model(model: torch.nn.Module) -> torch.nn.Module:
-    """torch.compile with data-dependent sizes (the sparse head's nonzero()) kept inside the graph: without it the
-    training forward breaks into two graphs at the head (benchmarks/gpu_check.py counts the breaks)."""
-    torch._dynamo.config.capture_dynamic_output_shape_ops = True
-    return torch.compile(model)
-
-
 def _resume_from(run_dir: Path, config: PretrainConfig):
     """(model, state) of the newest intact checkpoint; refuses a config.yaml edited since in a results setting."""
     try:
@@ -354,9 +294,41 @@ def _export_or_explain(run_dir: Path, model, tokenizer) -> None:
         ) from err
 
 
-def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
-    """Run (or resume) a budgeted pretraining run; returns the summary (also written to ``summary.json``).
-    With ``resume`` and no ``config``, the run's saved configuration is used."""
+# ------------------------------------------------------------------------------------------ setting a run up
+
+
+@dataclasses.dataclass
+class Run:
+    """What a pretraining run holds between steps; the functions below take it and change only what they say."""
+
+    config: PretrainConfig
+    run_dir: Path
+    budget: Budget
+    corpus: Corpus
+    tokenizer: object
+    d: Dist
+    device: torch.device
+    precision: str
+    engine: Engine
+    sampler: BlockSampler
+    per_rank: int  # blocks per rank and step
+    clock: BudgetState  # what has been spent (steps, tokens, charged seconds)
+    init_report: dict
+    eval_set: tuple[torch.Tensor, torch.Tensor]  # held-out inputs and labels under the fixed mask
+    buckets: torch.Tensor  # (V,) frequency bucket of each token id
+    evals: Interval
+    checkpoints: Interval
+    log: RunLog
+    nonfinite: int = 0  # non-finite steps in a row
+    started: float = dataclasses.field(default_factory=time.time)
+    machine: MachineShare | None = None
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.config.train.batch_size * self.corpus.seq_len
+
+
+def _checked_config(config: PretrainConfig | None, resume: str | None) -> PretrainConfig:
     if resume and config is None:
         config = saved_config(resume)
     if not config.corpus:
@@ -364,75 +336,52 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
     if not config.out:
         raise TrainingError("no run folder: set out=RUN_DIR")
     validate_config(config)
-    budget = Budget.parse(config.budget)
-    corpus = Corpus(config.corpus)
-    run_dir = Path(config.out)
+    masking_class(config.masking.kind)  # an unknown strategy stops here, naming every registered one
+    return config
 
-    device_setting = config.impl.device
-    d = setup_distributed(
-        "cuda"
-        if device_setting.startswith("cuda") or (device_setting == "auto" and torch.cuda.is_available())
-        else "cpu"
-    )
-    device = resolve_device(device_setting, d)
+
+def _runtime(config: PretrainConfig) -> tuple[Dist, torch.device, str]:
+    """This process's rank, device and precision."""
+    d = setup_distributed(device_kind(config.impl.device))
+    device = resolve_device(config.impl.device, d.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     precision = resolve_precision(config.impl.precision, device)
     if config.impl.deterministic:
         torch.use_deterministic_algorithms(True)
+    return d, device, precision
 
+
+def _checked_tokenizer(corpus: Corpus):
     tokenizer = corpus.tokenizer()
     corpus.verify()  # checksums: a truncated or altered corpus stops here, not in the middle of the run
     corpus.check_vocabulary(len(tokenizer))
-    ids = SpecialIds.from_tokenizer(tokenizer)
-    kd = config.objective.kd
-    if not 0.0 <= kd.alpha <= 1.0:
-        raise TrainingError(f"objective.kd.alpha={kd.alpha}; accepted: 0..1 (1 = no distillation)")
-    use_kd = kd.alpha < 1.0
-    teacher_precision = config.masking.teacher_precision
-    if teacher_precision not in ("bf16", "fp32"):
-        raise TrainingError(f"masking.teacher_precision={teacher_precision!r}; accepted: bf16, fp32")
-    teachers: dict[str, torch.nn.Module] = {}
+    return tokenizer
 
-    def teacher_for(path: str):
-        if path not in teachers:
-            teachers[path] = load_teacher(
-                path, device, teacher_precision, len(tokenizer), tokenizer, config.masking.trust_remote_code
-            )
-        return teachers[path]
 
-    mask_teacher = None
-    if config.masking.kind == "entropy" and config.masking.source == "teacher":
-        mask_teacher = teacher_for(config.masking.teacher)
-    kd_teacher = teacher_for(kd.teacher or config.masking.teacher) if use_kd else None
-    if (
-        use_kd
-        and kd.reuse_scoring_forward
-        and (kd_teacher is not mask_teacher or config.masking.scoring != "candidates")
-    ):
-        raise TrainingError(
-            "objective.kd.reuse_scoring_forward needs masking=entropy with masking.source=teacher, "
-            "masking.scoring=candidates and the same teacher for both"
-        )
-    masking = build_masking(config.masking, ids, teacher=mask_teacher, precision=teacher_precision)
-    masking.keep_logits = use_kd and kd.reuse_scoring_forward
-    buckets = frequency_buckets(corpus, len(tokenizer)).to(device)
+def _masking_and_objective(config: PretrainConfig, ids: SpecialIds, tokenizer, device: torch.device):
+    """(masking strategy, objective): built from their config sections, sharing the teachers they load."""
+    teachers = TeacherCache(device, config.masking.teacher_precision, tokenizer, config.masking.trust_remote_code)
+    masking = build_masking(config.masking, ids, precision=teachers.precision, teachers=teachers)
+    objective = PretrainObjective(config.objective.kd, masking, teachers, device, config.masking.teacher)
+    return masking, objective
+
+
+def _model_and_state(config: PretrainConfig, run_dir: Path, resume: str | None, d: Dist, tokenizer, seq_len: int):
+    """(model, init report, saved training state or None): a new model, or the resumed run's."""
     if d.main:
         remove_stale_temps(run_dir)
     if resume:
         model, state = _resume_from(run_dir, config)
-        init_report = state["init_report"]
-    else:
-        if d.main and (run_dir / "checkpoints" / "latest").exists():
-            raise TrainingError(
-                f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another out"
-            )
-        model, init_report = build_model(config, tokenizer, corpus.seq_len)
-        state = None
-    model.to(device).train()
-    optimizer = build_optimizer(model, config, device)
-    frozen = frozen_parameters(model, config.init.freeze) if config.init.freeze else []
+        return model, state["init_report"], state
+    if d.main and (run_dir / "checkpoints" / "latest").exists():
+        raise TrainingError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another out")
+    model, init_report = build_model(config, tokenizer, seq_len)
+    return model, init_report, None
 
+
+def _batch_split(config: PretrainConfig, d: Dist) -> tuple[int, int]:
+    """(blocks per rank and step, micro-batches per step)."""
     world_batch = config.train.batch_size
     if world_batch % d.world:
         raise TrainingError(f"train.batch_size={world_batch} is not divisible by the {d.world} ranks")
@@ -440,353 +389,265 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
     micro = config.impl.micro_batch_size or per_rank
     if per_rank % micro:
         raise TrainingError(f"impl.micro_batch_size={micro} does not divide the per-rank batch {per_rank}")
-    accumulation = per_rank // micro
+    return per_rank, per_rank // micro
+
+
+def _restore(state: dict, optimizer, sampler: BlockSampler, masking: MaskingStrategy, d: Dist, device) -> tuple:
+    """Put a resumed run back where its checkpoint left it; returns (budget spent, non-finite steps in a row)."""
+    optimizer.load_state_dict(state["optimizer"])
+    sampler.load_state_dict(state["sampler"][d.rank] if isinstance(state["sampler"], list) else state["sampler"])
+    masking.load_state_dict(state.get("masking", {}))
+    torch.set_rng_state(state["rng"]["torch"])
+    if device.type == "cuda" and state["rng"].get("cuda") is not None:
+        torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+    return BudgetState(**state["budget"]), state.get("nonfinite", 0)
+
+
+def _open_run_folder(config: PretrainConfig, run_dir: Path, d: Dist, device, precision: str) -> RunLog:
+    """The run folder's config.yaml and env.json, and the run's log (on the main rank only)."""
+    if not d.main:
+        return RunLog(None)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    (run_dir / "env.json").write_text(json.dumps(environment(device, precision, d), indent=2))
+    return RunLog(run_dir, config.impl.tensorboard, config.impl.progress)
+
+
+def start_run(config: PretrainConfig, resume: str | None) -> Run:
+    """Everything before the first step. The order keeps results reproducible: teachers load before the model is
+    seeded, and a resumed run's random state is restored last."""
+    budget, corpus, run_dir = Budget.parse(config.budget), Corpus(config.corpus), Path(config.out)
+    d, device, precision = _runtime(config)
+    tokenizer = _checked_tokenizer(corpus)
+    ids = SpecialIds.from_tokenizer(tokenizer)
+    masking, objective = _masking_and_objective(config, ids, tokenizer, device)
+    buckets = frequency_buckets(corpus, len(tokenizer)).to(device)
+    model, init_report, state = _model_and_state(config, run_dir, resume, d, tokenizer, corpus.seq_len)
+    model.to(device).train()
+    optimizer = build_optimizer(model, config, device)
+    frozen = frozen_parameters(model, config.init.freeze) if config.init.freeze else []
+    per_rank, accumulation = _batch_split(config, d)
     sampler = BlockSampler(len(corpus.blocks("train")), config.train.seed, d.rank, d.world)
-    budget_state = BudgetState()
-    nonfinite = 0
+    clock, nonfinite = BudgetState(), 0
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        sampler.load_state_dict(state["sampler"][d.rank] if isinstance(state["sampler"], list) else state["sampler"])
-        budget_state = BudgetState(**state["budget"])
-        nonfinite = state.get("nonfinite", 0)
-        masking.load_state_dict(state.get("masking", {}))
-        torch.set_rng_state(state["rng"]["torch"])
-        if device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        clock, nonfinite = _restore(state, optimizer, sampler, masking, d, device)
+    engine = Engine(model, optimizer, masking, objective, device=device, precision=precision, dist=d,
+                    accumulation=accumulation, grad_clip=config.train.grad_clip, frozen=frozen,
+                    compile=config.impl.compile)  # fmt: skip
+    eval_set = heldout_eval_set(corpus, ids, config.train.eval_blocks)
+    evals = Interval.parse(config.train.eval_every, clock)
+    checkpoints = Interval.parse(config.train.checkpoint_every, clock)
+    log = _open_run_folder(config, run_dir, d, device, precision)
+    return Run(config, run_dir, budget, corpus, tokenizer, d, device, precision, engine, sampler, per_rank, clock,
+               init_report, eval_set, buckets, evals, checkpoints, log, nonfinite, machine=MachineShare(device.type))  # fmt: skip
 
-    train_model: torch.nn.Module = model
-    if d.world > 1:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+
+# ------------------------------------------------------------------------------------------ a step
+
+
+def _next_batch(run: Run) -> torch.Tensor:
+    """(per_rank, T) this rank's next blocks, on the device."""
+    rows = np.sort(run.sampler.take(run.per_rank))
+    return torch.from_numpy(run.corpus.blocks("train")[rows].astype(np.int64)).to(run.device, non_blocking=True)
+
+
+def _step_generator(run: Run) -> torch.Generator:
+    """The masking's random numbers: a function of (seed, step, rank) only, so a resumed run masks the same."""
+    seed = (run.config.train.seed * 1_000_003 + run.clock.steps * 1_009 + run.d.rank) % (2**63)
+    return torch.Generator(device=run.device).manual_seed(seed)
+
+
+def _measured(run: Run) -> bool:
+    """Is the coming step logged (every impl.log_every steps, and the last step of a step or token budget)?"""
+    return (run.clock.steps + 1) % run.config.impl.log_every == 0 or _last_step(
+        run.budget, run.clock, run.tokens_per_step
+    )
+
+
+def _count_nonfinite(run: Run, result: StepResult) -> None:
+    if result.finite:
+        run.nonfinite = 0
+        return
+    run.nonfinite += 1
+    if run.d.main:
+        print(f"hbert pretrain: non-finite loss at step {run.clock.steps}; step skipped "
+              f"({run.nonfinite} in a row)", file=sys.stderr)  # fmt: skip
+    if run.nonfinite >= run.config.train.max_nonfinite:
+        run.log.close()
+        raise TrainingError(
+            f"{run.nonfinite} non-finite losses in a row at step {run.clock.steps}: stopping. The last checkpoint "
+            f"({latest_checkpoint(run.run_dir)}) is intact; lower train.lr or use impl.precision=fp32"
         )
-    step_model = train_model
-    if config.impl.compile:
-        step_model = compile_model(train_model)
-    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
 
-    eval_inputs, eval_labels = heldout_eval_set(corpus, ids, config.train.eval_blocks)
-    eval_kind, eval_every = parse_interval(config.train.eval_every)
-    ckpt_kind, ckpt_every = parse_interval(config.train.checkpoint_every)
-    blocks = corpus.blocks("train")
-    tokens_per_step = world_batch * corpus.seq_len
 
-    writer = None
-    log_file = None
-    if d.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
-        env = environment(device, precision, d)
-        (run_dir / "env.json").write_text(json.dumps(env, indent=2))
-        log_file = open(run_dir / "log.jsonl", "a")
-        if config.impl.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
+def _charge(run: Run, seconds: float, scoring: float) -> None:
+    """Count the step against the budget; every rank charges the slowest rank's time, so they stop together."""
+    run.clock.steps += 1
+    run.clock.tokens += run.tokens_per_step
+    run.clock.scoring_seconds += scoring
+    charged = seconds if run.config.train.charge_scoring else max(0.0, seconds - scoring)
+    run.clock.charged_seconds += run.d.max_of(charged, device=run.device)
 
-                writer = SummaryWriter(str(run_dir / "tb"))
-            except ImportError:
-                writer = None
 
-    def log(record: dict) -> None:
-        if log_file is not None:
-            log_file.write(json.dumps(record) + "\n")
-            log_file.flush()
-        if writer is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key not in ("step",):
-                    writer.add_scalar(key, value, record["step"])
+def _step_record(run: Run, lr: float) -> dict:
+    window, clock = run.log.window, run.clock
+    means = window.averages(run.tokens_per_step)
+    record = {"step": clock.steps, "tokens": clock.tokens, "elapsed": round(clock.charged_seconds, 3),
+              "progress": round(clock.progress(run.budget), 6), "lr": lr, **means,
+              "scoring_seconds": round(clock.scoring_seconds, 3), **window.masking}  # fmt: skip
+    if run.engine.objective.use_kd:
+        record.update(window.kd_terms())
+    return record
 
-    def training_state() -> dict:
-        samplers = [None] * d.world
-        if d.world > 1:
-            dist.all_gather_object(samplers, sampler.state_dict())
-        else:
-            samplers = [sampler.state_dict()]
-        return {
-            "optimizer": optimizer.state_dict(),
-            "sampler": samplers,
-            "budget": dataclasses.asdict(budget_state),
-            "nonfinite": nonfinite,
-            "rng": {"torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
-            "config": to_dict(config),
-            "init_report": init_report,
-            "masking": masking.state_dict(),
-        }  # fmt: skip
 
-    def checkpoint_now() -> None:
-        nonlocal last_ckpt
-        st = training_state()
-        if d.main:
-            try:
-                save_checkpoint(run_dir, model, tokenizer, st)
-            except OSError as err:
-                previous = latest_checkpoint(run_dir)
-                print(f"hbert pretrain: checkpoint at step {budget_state.steps} failed ({err}); "
-                      f"the previous checkpoint {previous} is intact", file=sys.stderr)  # fmt: skip
-                raise TrainingError(f"checkpoint failed: {err}; previous checkpoint {previous} intact") from err
-        if d.world > 1:
-            dist.barrier()
-        last_ckpt = budget_state.steps if ckpt_kind == "steps" else time.time()
+def train_step(run: Run) -> None:
+    """One optimizer step: the learning rate for the share of the budget spent, the engine's step, its cost
+    charged to the budget, its numbers into the log."""
+    started = time.perf_counter()
+    train = run.config.train
+    progress = run.clock.progress(run.budget)
+    lr = train.lr * lr_multiplier(progress, train.schedule, train.warmup)
+    set_lr(run.engine.optimizer, lr)
+    measured = _measured(run)
+    scoring_before = run.engine.scoring_seconds
+    freeze = progress < run.config.init.freeze_fraction
+    result = run.engine.step(_next_batch(run), _step_generator(run), progress, freeze=freeze, measure=measured)
+    _count_nonfinite(run, result)
+    seconds = time.perf_counter() - started
+    _charge(run, seconds, run.engine.scoring_seconds - scoring_before)
+    stats = {**result.masked.stats, **bucket_shares(run.buckets, result.masked)} if measured else None
+    run.log.window.add(result, seconds, measured, stats)
+    if run.log.window.steps and (measured or run.clock.exhausted(run.budget)):
+        run.log.step_record(_step_record(run, lr), run.clock.charged_seconds)
 
-    progress_bar = None
-    if d.main and config.impl.progress:
-        from tqdm.auto import tqdm
 
-        progress_bar = tqdm(total=100, unit="%", desc="pretrain", bar_format="{l_bar}{bar}| {n:.1f}/100% {postfix}")
+# ------------------------------------------------------------------------------------------ between steps
 
-    kd_seconds = [0.0]
 
-    def agree(*flags: bool) -> tuple[bool, ...]:
-        """Each flag true on any rank -> true on all ranks."""
-        if d.world == 1:
-            return flags
-        t = torch.tensor([1 if f else 0 for f in flags], device=device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return tuple(bool(v) for v in t.tolist())
+def training_state(run: Run) -> dict:
+    """The resumable state saved beside the weights (tensors, numbers and strings only)."""
+    rng = {"torch": torch.get_rng_state(),
+           "cuda": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None}  # fmt: skip
+    return {"optimizer": run.engine.optimizer.state_dict(), "sampler": run.d.gather(run.sampler.state_dict()),
+            "budget": dataclasses.asdict(run.clock), "nonfinite": run.nonfinite, "rng": rng,
+            "config": to_dict(run.config), "init_report": run.init_report,
+            "masking": run.engine.masking.state_dict()}  # fmt: skip
 
-    def agree_max(value: float) -> float:
-        if d.world == 1:
-            return value
-        t = torch.tensor([value], device=device, dtype=torch.float64)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return float(t)
 
-    def forward_loss(net, masked, share, part):
-        """(model output, weighted loss, KD term): CE at the masked positions, plus distillation when enabled."""
-        with autocast(device, precision):
-            out = net(masked.input_ids, labels=masked.labels, sparse_logits=True)
-        if not use_kd:
-            return out, out.loss * share, torch.zeros((), device=device)
-        start = time.perf_counter()
-        with torch.no_grad():
-            if kd.reuse_scoring_forward:
-                teacher_logits = masking.teacher_rows(masked.selected, part)
-            else:
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=teacher_precision == "bf16"):
-                    teacher_logits = sparse_logits(kd_teacher, masked.input_ids, masked.selected)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        kd_seconds[0] += time.perf_counter() - start
-        kd_term = kd_loss(out.logits, teacher_logits, kd.temperature)
-        return out, (kd.alpha * out.loss + (1 - kd.alpha) * kd_term) * share, kd_term.detach()
+def checkpoint_now(run: Run) -> None:
+    state = training_state(run)
+    if run.d.main:
+        try:
+            save_checkpoint(run.run_dir, run.engine.model, run.tokenizer, state)
+        except OSError as err:
+            previous = latest_checkpoint(run.run_dir)
+            print(f"hbert pretrain: checkpoint at step {run.clock.steps} failed ({err}); "
+                  f"the previous checkpoint {previous} is intact", file=sys.stderr)  # fmt: skip
+            raise TrainingError(f"checkpoint failed: {err}; previous checkpoint {previous} intact") from err
+    run.d.barrier()
+    run.checkpoints.restart(run.clock)
 
-    history = []
-    summary_notes: list[str] = []
-    last_acc = 0.0
-    last_eval = budget_state.steps if eval_kind == "steps" else time.time()
-    last_ckpt = budget_state.steps if ckpt_kind == "steps" else time.time()
-    window = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "correct": 0, "n": 0, "steps": 0, "seconds": 0.0, "masking": {}}
+
+def _evaluation_record(run: Run, metrics: dict) -> dict:
+    return {"step": run.clock.steps, "elapsed": round(run.clock.charged_seconds, 3), **metrics}
+
+
+def evaluate_now(run: Run) -> None:
+    """Held-out evaluation during the run; its time is charged to the budget only with train.charge_eval."""
+    started = time.perf_counter()
+    metrics = evaluate(run.engine.model, *run.eval_set, run.device, run.precision)
+    spent = run.d.max_of(time.perf_counter() - started, device=run.device)
+    run.clock.eval_seconds += spent
+    if run.config.train.charge_eval:
+        run.clock.charged_seconds += spent
+    run.log.write(_evaluation_record(run, metrics))
+    run.evals.restart(run.clock)
+
+
+def between_steps(run: Run, signals: _Signals) -> bool:
+    """Evaluate and checkpoint when due, decided by all ranks together (a rank's clock alone could disagree);
+    True when a signal asks the run to stop, after its checkpoint."""
+    done = run.clock.exhausted(run.budget)
+    now = time.time()
+    eval_due, checkpoint_due, stop = run.d.any_of(
+        not done and run.evals.due(run.clock, now),
+        not done and run.checkpoints.due(run.clock, now),
+        signals.received is not None,
+        device=run.device,
+    )
+    if eval_due:
+        evaluate_now(run)
+    if stop:
+        checkpoint_now(run)
+        return True
+    if checkpoint_due:
+        checkpoint_now(run)
+    return False
+
+
+# ------------------------------------------------------------------------------------------ finishing
+
+
+def _final_evaluation(run: Run, summary: dict) -> None:
+    """Save the trained weights first (nothing after can lose them), export final/, evaluate, write the card."""
+    checkpoint_now(run)
+    if run.d.main:
+        _export_or_explain(run.run_dir, run.engine.model, run.tokenizer)
+    started = time.perf_counter()
+    metrics = evaluate(run.engine.model, *run.eval_set, run.device, run.precision)
+    run.clock.eval_seconds += time.perf_counter() - started
+    summary.update(metrics)
+    summary["eval_seconds"] = run.clock.eval_seconds
+    run.log.write(_evaluation_record(run, metrics))
+    if run.d.main:  # the card carries the held-out accuracy: written into final/ once it is known
+        write_atomic(
+            run.run_dir / "final" / "README.md", _final_card(run.engine.model, run.corpus, summary, run.run_dir)
+        )
+
+
+def _summary(run: Run, status: str) -> dict:
+    config, clock = run.config, run.clock
+    init = {k: v for k, v in run.init_report.items() if k != "copied"}
+    return {"status": status, "budget": config.budget, "budget_kind": run.budget.kind,
+            "machine": run.machine.report(),  # the loop's share of the machine, before the final evaluation
+            **dataclasses.asdict(clock), "progress": clock.progress(run.budget), "world_size": run.d.world,
+            "precision": run.precision, "init": init}  # fmt: skip
+
+
+def finish(run: Run, status: str) -> dict:
+    """The summary (also written to summary.json); a completed run is saved, exported and evaluated first."""
+    run.log.close_bar()
+    summary = _summary(run, status)
+    if status == "completed":
+        _final_evaluation(run, summary)
+    summary["wall_seconds"] = time.time() - run.started
+    summary["compiled"] = run.config.impl.compile and run.engine.compiled
+    summary["masking"] = run.config.masking.kind
+    summary["kd_alpha"] = run.config.objective.kd.alpha
+    if run.engine.notes:
+        summary["notes"] = run.engine.notes
+    summary["parameters"] = sum(p.numel() for p in run.engine.model.parameters())
+    if run.log.history:
+        summary["last_log"] = run.log.history[-1]
+    if run.d.main:
+        (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        run.log.close()
+        if status == "interrupted":
+            print(f"hbert pretrain: stopped by signal at step {run.clock.steps}; checkpoint saved. "
+                  f"Continue with: hbert pretrain --resume {run.run_dir}", file=sys.stderr)  # fmt: skip
+    return summary
+
+
+def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
+    """Run (or resume) a budgeted pretraining run; returns the summary (also written to ``summary.json``).
+    With ``resume`` and no ``config``, the run's saved configuration is used."""
+    config = _checked_config(config, resume)
+    run = start_run(config, resume)
     status = "completed"
-    started = time.time()
-    machine_share = MachineShare(device.type)
-
     with _Signals() as signals:
-        while not budget_state.exhausted(budget):
-            t_step = time.perf_counter()
-            progress = budget_state.progress(budget)
-            lr = config.train.lr * lr_multiplier(progress, config.train.schedule, config.train.warmup)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            freeze_now = frozen and progress < config.init.freeze_fraction
-            log_step = (budget_state.steps + 1) % config.impl.log_every == 0 or _last_step(
-                budget, budget_state, tokens_per_step
-            )
-            step_loss = torch.zeros((), device=device)
-            step_ce = torch.zeros((), device=device)
-            step_kd = torch.zeros((), device=device)
-            scoring_before = masking.scoring_seconds + kd_seconds[0]
-            step_correct = torch.zeros((), device=device, dtype=torch.long)
-            step_n = 0
-            # the whole per-rank batch is read and masked at once, so that micro-batching (a speed setting)
-            # never changes which tokens are masked
-            rows = np.sort(sampler.take(per_rank))
-            batch = torch.from_numpy(blocks[rows].astype(np.int64)).to(device, non_blocking=True)
-            generator = torch.Generator(device=device).manual_seed(
-                (config.train.seed * 1_000_003 + budget_state.steps * 1_009 + d.rank) % (2**63)
-            )
-            full = masking(batch, None, generator, model=model, progress=progress)
-            n_labelled = (full.labels != -100).sum().clamp(min=1)
-            for m in range(accumulation):
-                part = slice(m * micro, (m + 1) * micro)
-                masked = dataclasses.replace(
-                    full, input_ids=full.input_ids[part], labels=full.labels[part], selected=full.selected[part]
-                )
-                share = (masked.labels != -100).sum() / n_labelled  # micro-batch losses weighted by their tokens
-                sync = contextlib.nullcontext()
-                if d.world > 1 and m < accumulation - 1:
-                    sync = train_model.no_sync()
-                with sync:
-                    try:
-                        out, loss, kd_term = forward_loss(step_model, masked, share, part)
-                        (scaler.scale(loss) if scaler else loss).backward()
-                    except Exception as err:  # torch.compile can fail on exotic set-ups: fall back to eager once
-                        if step_model is train_model:
-                            raise
-                        if d.main:
-                            print(f"hbert pretrain: torch.compile failed ({type(err).__name__}: {str(err)[:200]}); "
-                                  f"continuing in eager mode", file=sys.stderr)  # fmt: skip
-                        step_model = train_model
-                        optimizer.zero_grad(set_to_none=True)
-                        out, loss, kd_term = forward_loss(step_model, masked, share, part)
-                        (scaler.scale(loss) if scaler else loss).backward()
-                        summary_notes.append("torch.compile failed; ran in eager mode")
-                step_ce += out.loss.detach() * share
-                step_kd += kd_term * share
-                masking.observe(masked, out.logits)
-                step_loss += loss.detach()
-                if log_step:  # accuracy needs an argmax over (n_masked, V) logits: only on logged steps
-                    step_correct += (out.logits.detach().max(-1).indices == out.masked_labels).sum()
-                    step_n += out.masked_labels.numel()
-            if scaler:
-                scaler.unscale_(optimizer)
-            if config.train.grad_clip > 0:
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
-            else:
-                grad_norm = torch.zeros((), device=device)
-            finite = bool(torch.isfinite(step_loss) & torch.isfinite(grad_norm))
-            finite = not agree(not finite)[0]
-            if finite:
-                nonfinite = 0
-                if freeze_now:
-                    for p in frozen:
-                        p.grad = None
-                if scaler:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-            else:
-                nonfinite += 1
-                if scaler:
-                    scaler.update()
-                if d.main:
-                    print(f"hbert pretrain: non-finite loss at step {budget_state.steps}; step skipped "
-                          f"({nonfinite} in a row)", file=sys.stderr)  # fmt: skip
-                if nonfinite >= config.train.max_nonfinite:
-                    optimizer.zero_grad(set_to_none=True)
-                    if log_file:
-                        log_file.close()
-                    raise TrainingError(
-                        f"{nonfinite} non-finite losses in a row at step {budget_state.steps}: stopping. The last "
-                        f"checkpoint ({latest_checkpoint(run_dir)}) is intact; lower train.lr or use impl.precision=fp32"
-                    )
-            optimizer.zero_grad(set_to_none=True)
-            seconds = time.perf_counter() - t_step
-            budget_state.steps += 1
-            budget_state.tokens += tokens_per_step
-            scoring = masking.scoring_seconds + kd_seconds[0] - scoring_before
-            budget_state.scoring_seconds += scoring
-            charged = seconds if config.train.charge_scoring else max(0.0, seconds - scoring)
-            # all ranks charge the slowest rank's step, so that they stop at the same step
-            budget_state.charged_seconds += agree_max(charged)
-            window["loss"] += float(step_loss) if finite else 0.0
-            window["ce"] += float(step_ce) if finite else 0.0
-            window["kd"] += float(step_kd) if finite else 0.0
-            if log_step:
-                window["masking"] = {**full.stats, **bucket_shares(buckets, full)}
-            if log_step:
-                window["correct"] += int(step_correct)
-                window["n"] += step_n
-            window["steps"] += 1 if finite else 0
-            window["seconds"] += seconds
-
-            done = budget_state.exhausted(budget)
-            if window["steps"] and (log_step or done):
-                record = {
-                    "step": budget_state.steps,
-                    "tokens": budget_state.tokens,
-                    "elapsed": round(budget_state.charged_seconds, 3),
-                    "progress": round(budget_state.progress(budget), 6),
-                    "lr": lr,
-                    "loss": window["loss"] / window["steps"],
-                    "mlm_acc": window["correct"] / window["n"] if window["n"] else None,  # the logged step's masks
-                    "tokens_per_s": tokens_per_step * window["steps"] / max(window["seconds"], 1e-9),
-                    "scoring_seconds": round(budget_state.scoring_seconds, 3),
-                    **window["masking"],
-                }
-                if use_kd:
-                    record["loss_ce"] = window["ce"] / window["steps"]
-                    record["loss_kd"] = window["kd"] / window["steps"]
-                log(record)
-                history.append(record)
-                if record["mlm_acc"] is not None:
-                    last_acc = record["mlm_acc"]
-                if progress_bar is not None:
-                    left = (1 - record["progress"]) * budget_state.charged_seconds / max(record["progress"], 1e-9)
-                    progress_bar.n = 100 * record["progress"]
-                    progress_bar.set_postfix_str(
-                        f"loss {record['loss']:.3f} acc {last_acc:.3f} "
-                        f"{record['tokens_per_s']:,.0f} tok/s left {left / 60:.1f} min",
-                        refresh=True,
-                    )
-                window = {
-                    "loss": 0.0,
-                    "ce": 0.0,
-                    "kd": 0.0,
-                    "correct": 0,
-                    "n": 0,
-                    "steps": 0,
-                    "seconds": 0.0,
-                    "masking": {},
-                }
-            # every decision below is taken by all ranks together (a rank's clock alone could disagree)
-            now = time.time()
-            eval_due, ckpt_due, stop_flag = agree(
-                not done and _interval_due(eval_kind, eval_every, budget_state, last_eval, now),
-                not done and _interval_due(ckpt_kind, ckpt_every, budget_state, last_ckpt, now),
-                signals.received is not None,
-            )
-            if eval_due:
-                t0 = time.perf_counter()
-                metrics = evaluate(model, eval_inputs, eval_labels, device, precision)
-                spent = agree_max(time.perf_counter() - t0)
-                budget_state.eval_seconds += spent
-                if config.train.charge_eval:
-                    budget_state.charged_seconds += spent
-                log({"step": budget_state.steps, "elapsed": round(budget_state.charged_seconds, 3), **metrics})
-                last_eval = budget_state.steps if eval_kind == "steps" else time.time()
-            if stop_flag:
-                checkpoint_now()
+        while not run.clock.exhausted(run.budget):
+            train_step(run)
+            if between_steps(run, signals):
                 status = "interrupted"
                 break
-            if ckpt_due:
-                checkpoint_now()
-
-    if progress_bar is not None:
-        progress_bar.close()
-    machine = machine_share.report()  # the training loop's share of the machine, before the final evaluation
-    summary = {"status": status, "budget": config.budget, "budget_kind": budget.kind, "machine": machine,
-               **dataclasses.asdict(budget_state), "progress": budget_state.progress(budget),
-               "world_size": d.world, "precision": precision, "init": {k: v for k, v in init_report.items()
-                                                                       if k != "copied"}}  # fmt: skip
-    if status == "completed":
-        checkpoint_now()  # the trained weights are saved before anything else can fail
-        if d.main:
-            _export_or_explain(run_dir, model, tokenizer)
-        t0 = time.perf_counter()
-        metrics = evaluate(model, eval_inputs, eval_labels, device, precision)
-        budget_state.eval_seconds += time.perf_counter() - t0
-        summary.update(metrics)
-        summary["eval_seconds"] = budget_state.eval_seconds
-        log({"step": budget_state.steps, "elapsed": round(budget_state.charged_seconds, 3), **metrics})
-        if d.main:  # the card carries the held-out accuracy: written into final/ once it is known
-            write_atomic(run_dir / "final" / "README.md", _final_card(model, corpus, summary, run_dir))
-    summary["wall_seconds"] = time.time() - started
-    summary["compiled"] = config.impl.compile and step_model is not train_model
-    summary["masking"] = config.masking.kind
-    summary["kd_alpha"] = kd.alpha
-    if summary_notes:
-        summary["notes"] = summary_notes
-    summary["parameters"] = sum(p.numel() for p in model.parameters())
-    if history:
-        summary["last_log"] = history[-1]
-    if d.main:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        if log_file:
-            log_file.close()
-        if writer is not None:
-            writer.close()
-        if status == "interrupted":
-            print(f"hbert pretrain: stopped by signal at step {budget_state.steps}; checkpoint saved. "
-                  f"Continue with: hbert pretrain --resume {run_dir}", file=sys.stderr)  # fmt: skip
-    return summary
+    return finish(run, status)
