@@ -149,7 +149,7 @@ def test_demo_runs_the_demo_recipe(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(os.path.join(os.path.dirname(__file__), ".."))
     run_demo(str(tmp_path / "demo"), "2m")
     recipe = seen["recipe"]
-    assert list(recipe.arms) == ["bert-lr1e-4", "hbert-v1-lr1e-4", "bert-lr1e-3", "hbert-v1-lr1e-3"]
+    assert list(recipe.arms) == ["bert-lr1e-4", "hbert-v1-lr1e-4", "bert-lr1e-3"]
     assert recipe.budget == "2m" and recipe.out == str(tmp_path / "demo") and recipe.suite == ["rt-polarity"]
     assert len(recipe.seeds) >= 2 and recipe.floors  # verdicts need a spread; scores need their floors
     out = capsys.readouterr().out
