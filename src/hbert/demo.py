@@ -38,7 +38,9 @@ What to look at
 - CPU share: a run that got notably less of the machine is flagged; this demo's budget counts tokens, so a busy
   machine makes it slower, not different.
 - Longer budgets: recipes/plateau-cpu.yaml (this demo with hbert-v1 at the tuned rate too, 1.2M tokens),
-  recipes/payoff-cpu.yaml (what pretraining buys against its budget), recipes/lr-cpu.yaml."""
+  recipes/payoff-cpu.yaml (what pretraining buys against its budget), recipes/lr-cpu.yaml.
+- Pretraining that beats its random-init twin downstream on this CPU: configs/pretrain/cpu-payoff.yaml and
+  recipes/payoff-tiny-ft-cpu.yaml (the README section "Does pretraining pay off on a CPU?")."""
 
 
 def run_demo(out: str = "runs/demo", budget: str | None = None) -> Path:
