@@ -132,10 +132,10 @@ def test_verdict_follows_the_seed_spread():
     assert spread_verdict([80.0, 81.0, 82.0], [79.0, 80.5, 81.0]) == WITHIN  # overlapping ranges
     assert spread_verdict([80.0], [70.0, 71.0]) == NOT_CALLED
     recipe = Recipe(name="r", base="b", budget="1m", arms={"a": [], "b": []}, seeds=[0, 1], suite=["t"])
-    rows = [{"arm": "a", "seed": s, "heldout_mlm_acc": 0.20 + 0.01 * s, "suite_avg_scores": f"{70 + s};{71 + s}",
-             "suite_avg_twin_scores": "60;61"} for s in (0, 1)]  # fmt: skip
-    rows += [{"arm": "b", "seed": s, "heldout_mlm_acc": 0.205 + 0.01 * s, "suite_avg_scores": "60;62",
-              "suite_avg_twin_scores": "61;63"} for s in (0, 1)]  # fmt: skip
+    rows = [{"arm": "a", "seed": s, "heldout_mlm_acc": 0.20 + 0.01 * s, "heldout_mlm_loss": 6.0 + 0.1 * s,
+             "suite_avg_scores": f"{70 + s};{71 + s}", "suite_avg_twin_scores": "60;61"} for s in (0, 1)]  # fmt: skip
+    rows += [{"arm": "b", "seed": s, "heldout_mlm_acc": 0.205 + 0.01 * s, "heldout_mlm_loss": 5.5 + 0.1 * s,
+              "suite_avg_scores": "60;62", "suite_avg_twin_scores": "61;63"} for s in (0, 1)]  # fmt: skip
     lines = "\n".join(verdict_lines(recipe, rows))
     assert (
         f"`a` against its random-init twin, suite average: +10.5 points ([70.0, 72.0] vs [60.0, 61.0]): {EXCEEDS}"
@@ -146,6 +146,11 @@ def test_verdict_follows_the_seed_spread():
         in lines
     )
     assert f"`b` against `a`, held-out MLM accuracy: +0.0050 ([0.2050, 0.2150] vs [0.2000, 0.2100]): {WITHIN}" in lines
+    # the loss can separate arms whose accuracy still sits on the plateau
+    assert (
+        f"`b` against `a`, held-out MLM loss (lower is better): -0.500 ([5.500, 5.600] vs [6.000, 6.100]): {EXCEEDS}"
+        in lines
+    )
     assert f"`b` against `a`, suite average: -10.0 points ([60.0, 62.0] vs [70.0, 72.0]): {EXCEEDS}" in lines
 
 
@@ -226,3 +231,46 @@ def test_report_table_shows_the_held_out_loss_beside_the_accuracy():
     header, _, a_line, old_line = _main_table(recipe, rows, {})
     assert "held-out MLM loss" in header
     assert a_line.endswith("| 0.2000 | 5.500 [5.000, 6.000] |") and old_line.endswith("| 0.1000 | - |")
+
+
+def test_twin_gets_its_own_fine_tuning_seeds_when_the_recipe_asks(tmp_path):
+    # one fine-tuning per pretrained model, two pretraining seeds: the shared twin is fine-tuned three times, so the
+    # gain over it compares two spreads rather than a spread against a single run
+    corpus = make_corpus(tmp_path)
+    rows = [{"text": f"w{i % 40} w{(i * 7) % 40} w{(i * 3) % 40}", "label": int(i % 40 < 20)} for i in range(120)]
+    spec = _write_task(tmp_path / "task", rows[:90], rows[90:])
+    base = tmp_path / "base.yaml"
+    config = {}
+    for item in TINY_RUN:
+        key, value = item.split("=", 1)
+        section, name = key.split(".", 1)
+        config.setdefault(section, {})[name] = yaml.safe_load(value)
+    base.write_text(yaml.safe_dump(config))
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "twin-seeds",
+                "base": str(base),
+                "budget": "3-steps",
+                "seeds": [0, 1],
+                "corpus_path": corpus,
+                "arms": {"bert": ["model=bert"]},
+                "suite": [spec],
+                "finetune": {"epochs": 1, "batch_size": 16},
+                "finetune_seeds": 1,
+                "twin_finetune_seeds": 3,
+                "inference": False,
+                "out": str(tmp_path / "out"),
+            }
+        )
+    )
+    out = run_recipe(Recipe.load(str(recipe_file)))
+    for seed in (0, 1):
+        arm = json.loads((out / "arms" / "bert" / f"seed{seed}" / "downstream.json").read_text())
+        assert len(arm[spec]["scores"]) == 1
+    (twin,) = (out / "twins").iterdir()
+    assert len(json.loads((twin / "downstream.json").read_text())[spec]["scores"]) == 3
+    assert "1 fine-tuning seed(s) per pretrained model and 3 per random-init twin" in (out / "REPORT.md").read_text()
+    with pytest.raises(ValueError, match="twin_finetune_seeds=-1"):
+        Recipe.load(str(recipe_file), ["twin_finetune_seeds=-1"])

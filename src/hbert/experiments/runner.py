@@ -19,6 +19,7 @@ A recipe (YAML)::
     suite: [rt-polarity]                         # downstream tasks (empty: none)
     finetune: {protocol: small, max_train_examples: 4000}
     finetune_seeds: 3                            # fine-tuning seeds per pretrained model (and for its twin)
+    twin_finetune_seeds: 3                       # optional: the twin's own count (default: finetune_seeds)
     baseline: bert                               # the arm every other arm is compared with (default: the first)
 
 Every downstream score stands beside its floors: the majority class, a bag-of-words model and the random-init twin
@@ -63,6 +64,10 @@ class Recipe:
     inference: bool = True
     eval_points: int = 6  # held-out evaluations per run (for the accuracy-against-wall-clock plot); 0 = the base's
     finetune_seeds: int = 1  # fine-tuning seeds per pretrained model; the random-init twin gets the same seeds
+    # The twin's fine-tuning seeds when they should differ (0: finetune_seeds). One twin serves every pretraining
+    # seed of an arm, so a recipe with one fine-tuning per pretrained model gives the twin as many as the arm has
+    # pretraining seeds: both sides of the gain then have a spread of the same size.
+    twin_finetune_seeds: int = 0
     floors: bool = True  # majority, bag-of-words and random-init twin beside every downstream score
     baseline: str = ""  # the arm the others are compared with (default: the first arm)
     out: str = ""
@@ -99,6 +104,9 @@ class Recipe:
         recipe = cls(**data)
         if recipe.finetune_seeds < 1:
             raise RecipeError(f"{path}: finetune_seeds={recipe.finetune_seeds}; accepted: 1 or more")
+        if recipe.twin_finetune_seeds < 0:
+            raise RecipeError(f"{path}: twin_finetune_seeds={recipe.twin_finetune_seeds}; accepted: 0 (the same as "
+                              "finetune_seeds) or more")  # fmt: skip
         if recipe.baseline and recipe.baseline not in recipe.arms:
             raise RecipeError(f"{path}: baseline {recipe.baseline!r} is not an arm (arms: {', '.join(recipe.arms)})")
         if recipe.teacher:
@@ -286,8 +294,9 @@ def run_recipe(recipe: Recipe) -> Path:
     return out
 
 
-def _finetune_seeds(recipe: Recipe) -> list[int]:
-    return list(range(recipe.finetune_seeds))
+def _finetune_seeds(recipe: Recipe, twin: bool = False) -> list[int]:
+    count = (recipe.twin_finetune_seeds or recipe.finetune_seeds) if twin else recipe.finetune_seeds
+    return list(range(count))
 
 
 def _scores(recipe: Recipe, checkpoint: str, path: Path, label: str, init_scheme: str | None = None) -> dict:
@@ -297,7 +306,7 @@ def _scores(recipe: Recipe, checkpoint: str, path: Path, label: str, init_scheme
     from ..finetune.floors import random_init_score
 
     done = json.loads(path.read_text()) if path.exists() else {}
-    seeds = _finetune_seeds(recipe)
+    seeds = _finetune_seeds(recipe, twin=init_scheme is not None)
     for task in recipe.suite:
         entry = done.get(task)
         if isinstance(entry, dict) and entry.get("seeds") == seeds:
@@ -458,8 +467,11 @@ def write_results(out: Path, recipe: Recipe, rows: list[dict], floors: dict | No
 
 def _intro(recipe: Recipe) -> list[str]:
     budgets = sorted({arm_budget(recipe, arm) for arm in recipe.arms})
+    twin = len(_finetune_seeds(recipe, twin=True))
     tuning = (
-        f"{recipe.finetune_seeds} fine-tuning seed(s) per pretrained model, fine-tuning {recipe.finetune or 'defaults'}"
+        f"{recipe.finetune_seeds} fine-tuning seed(s) per pretrained model"
+        + (f" and {twin} per random-init twin" if twin != recipe.finetune_seeds else "")
+        + f", fine-tuning {recipe.finetune or 'defaults'}"
         if recipe.suite
         else "no fine-tuning"
     )
@@ -575,6 +587,11 @@ def verdict_lines(recipe: Recipe, rows: list[dict]) -> list[str]:
         lines.append(f"- `{arm}` against `{baseline}`, held-out MLM accuracy: "
                      f"{statistics.median(a) - statistics.median(b):+.4f} ({_range(a, 4)} vs {_range(b, 4)}): "
                      f"{spread_verdict(a, b)}.")  # fmt: skip
+        a, b = [r.get("heldout_mlm_loss") for r in arm_rows], [r.get("heldout_mlm_loss") for r in base_rows]
+        if None not in a + b:  # the loss moves before the accuracy leaves the frequent-token plateau
+            lines.append(f"- `{arm}` against `{baseline}`, held-out MLM loss (lower is better): "
+                         f"{statistics.median(a) - statistics.median(b):+.3f} ({_range(a, 3)} vs {_range(b, 3)}): "
+                         f"{spread_verdict(a, b)}.")  # fmt: skip
         a, b = _pooled(arm_rows, "suite_avg_scores"), _pooled(base_rows, "suite_avg_scores")
         if a and b:
             lines.append(f"- `{arm}` against `{baseline}`, suite average: {statistics.median(a) - statistics.median(b):+.1f} "
