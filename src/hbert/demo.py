@@ -22,25 +22,32 @@ DEMO_RECIPE = {
     "suite": ["rt-polarity"],
     "finetune": {"protocol": "small", "max_train_examples": 1000, "max_eval_examples": 1000},
     "finetune_seeds": 1,
+    "twin_finetune_seeds": 2,
     "inference": False,
 }
 
 GUIDE = """\
 What to look at
 - heldout_accuracy.png: every arm starts on the frequent-token plateau (held-out accuracy about 0.09, the share of
-  masked tokens that are "the", "of", "," ...). Which arm leaves it first, and does a higher learning rate change
-  the order? That is the plateau effect behind HybridBERT's "2x vanilla BERT" at the papers' learning rates.
+  masked tokens that are "the", "of", "," ...). Which arm leaves it first? At lr 1e-4 the hybrid (hbert-v1) does,
+  while BERT stays: the plateau effect behind HybridBERT's "2x vanilla BERT" at the papers' learning rates.
+- Held-out MLM loss moves before the accuracy does: BERT at lr 1e-3 may still sit on the plateau in accuracy at
+  this budget while its loss is already far below BERT's at 1e-4.
 - "What the data says": a difference counts only when it exceeds the seed spread (every seed of one arm beats
   every seed of the other); "within noise" means this budget cannot tell the arms apart.
 - Downstream: compare each score with its floors. Always answering the frequent class (majority), a TF-IDF +
   logistic-regression model (bag-of-words), and the same encoder with random weights fine-tuned the same way
-  (random-init twin). Pretraining paid off only where a score beats its twin beyond the spread.
+  (random-init twin). Pretraining paid off only where a score beats its twin beyond the spread. At this budget
+  it does not: in the committed run (results/demo-cpu) every pretrained arm answered the majority class on
+  rt-polarity while its twin learnt the task; a model still near the plateau can be a worse start than random
+  weights.
 - CPU share: a run that got notably less of the machine is flagged; this demo's budget counts tokens, so a busy
   machine makes it slower, not different.
 - Longer budgets: recipes/plateau-cpu.yaml (this demo with hbert-v1 at the tuned rate too, 1.2M tokens),
-  recipes/payoff-cpu.yaml (what pretraining buys against its budget), recipes/lr-cpu.yaml.
+  recipes/payoff-cpu.yaml (what pretraining buys against its budget).
 - Pretraining that beats its random-init twin downstream on this CPU: configs/pretrain/cpu-payoff.yaml and
-  recipes/payoff-tiny-ft-cpu.yaml (the README section "Does pretraining pay off on a CPU?")."""
+  recipes/payoff-tiny-ft-cpu.yaml (the README section "Does pretraining pay off on a CPU?"); the architectures
+  and masking strategies compared on those settings: recipes/{hbert,entropy}-{payoff,short}-cpu.yaml."""
 
 
 def run_demo(out: str = "runs/demo", budget: str | None = None) -> Path:
