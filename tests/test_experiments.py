@@ -158,3 +158,57 @@ def test_demo_runs_the_demo_recipe(tmp_path, monkeypatch, capsys):
 
     shipped = Recipe.load("recipes/demo-cpu.yaml")  # the installed-package fallback is the same recipe
     assert {k: getattr(shipped, k) for k in DEMO_RECIPE} == DEMO_RECIPE
+
+
+def test_references_per_arm_seeds_and_inference_lengths(setup):
+    """A reference checkpoint is fine-tuned as it is beside the arms (the ceiling), an arm may name its own seeds,
+    and the inference benchmark measures every length asked for, the reference included."""
+    root, corpus, base, spec = setup
+    first = run_recipe(Recipe.load(_recipe(root, corpus, base, spec, name="ref-source", arms={"bert": []})))
+    reference = str(first / "arms" / "bert" / "seed0" / "final")
+    path = _recipe(root, corpus, base, spec, name="with-refs",
+                   arms={"bert": ["model=bert"], "one-seed": ["model=hbert-v1", "seeds=[1]"]})  # fmt: skip
+    data = yaml.safe_load(open(path))
+    data.update({"references": {"ceiling": reference}, "inference": True, "inference_lengths": [16, 32],
+                 "twin_finetune_seeds": 2})  # fmt: skip
+    open(path, "w").write(yaml.safe_dump(data))
+    out = run_recipe(Recipe.load(path))
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [(r["arm"], r["seed"]) for r in rows] == [("bert", "0"), ("bert", "1"), ("one-seed", "1"), ("ceiling", "")]
+    assert not (out / "arms" / "one-seed" / "seed0").exists()
+    ceiling = rows[-1]
+    assert ceiling["reference"] == reference and len(ceiling[f"{spec}_scores"].split(";")) == 2
+    assert all(float(r["inference_seq_per_s"]) > 0 and float(r["inference_seq_per_s_32"]) > 0 for r in rows)
+    report = (out / "REPORT.md").read_text()
+    assert "## References (fine-tuned as they are)" in report and "(b32, s32, fp32)" in report
+    assert "(one-seed: [1])" in report
+    assert sum(line.startswith("- `") and "against `ceiling`" in line for line in report.splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"references": {"r": "no/such/folder"}}, "is not a checkpoint folder"),
+        ({"references": {"r": "registry:nope"}}, "unknown registry encoder"),
+        ({"references": ["x"]}, "references must map names"),
+        ({"inference_lengths": [0]}, "inference_lengths=[0]"),
+        ({"arms": {"a": ["seeds=[-1]"]}}, "seeds=[-1]"),
+    ],
+)
+def test_bad_references_lengths_and_arm_seeds_are_refused_before_training(setup, change, expected):
+    from hbert.experiments.runner import validate
+
+    root, corpus, base, spec = setup
+    path = _recipe(root, corpus, base, spec, name="bad-refs")
+    data = yaml.safe_load(open(path))
+    data.update(change)
+    open(path, "w").write(yaml.safe_dump(data))
+    with pytest.raises(RecipeError, match=re_escape(expected)):
+        validate(Recipe.load(path))
+    assert not (root / "bad-refs").exists()
+
+
+def re_escape(text: str) -> str:
+    import re
+
+    return re.escape(text)

