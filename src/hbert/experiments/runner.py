@@ -570,7 +570,8 @@ def _intro(recipe: Recipe) -> list[str]:
 
 def _main_table(recipe: Recipe, rows: list[dict], floors: dict) -> list[str]:
     tasks = list(recipe.suite)
-    header = ["arm", "parameters", "tokens seen", "steps", "CPU share", "held-out MLM acc", "held-out MLM loss", *tasks]
+    header = ["arm", "parameters", "tokens seen", "steps", "time s (scoring)", "CPU share", "held-out MLM acc",
+              "held-out MLM loss", *tasks]  # fmt: skip
     if tasks:
         header += ["suite average", "gain over random-init"]
     if recipe.inference:
@@ -582,7 +583,7 @@ def _main_table(recipe: Recipe, rows: list[dict], floors: dict) -> list[str]:
             continue
         shares = [r["cpu_share"] for r in arm_rows if r.get("cpu_share") is not None]
         cells = [arm, f"{arm_rows[0]['parameters']:,}", f"{int(statistics.median(r['tokens'] for r in arm_rows)):,}",
-                 f"{int(statistics.median(r['steps'] for r in arm_rows)):,}",
+                 f"{int(statistics.median(r['steps'] for r in arm_rows)):,}", _time_cell(arm_rows),
                  f"{statistics.median(shares):.2f}" if shares else "-",
                  _fmt(_spread([r["heldout_mlm_acc"] for r in arm_rows]), 4), _loss_cell(arm_rows)]  # fmt: skip
         for task in tasks:
@@ -735,6 +736,14 @@ def _share_lines(recipe: Recipe, rows: list[dict]) -> list[str]:
                    "the budget is counted in tokens or steps, so this changed how long it took, not what it learnt")  # fmt: skip
     return [f"- ⚠ Machine share: {', '.join(flagged)} got less than {LOW_SHARE:.0%} of the best run's CPU share; "
             f"{consequence}."]  # fmt: skip
+
+
+def _time_cell(rows: list[dict]) -> str:
+    """Median charged seconds of the arm's runs and, when it scored masks with a model, the part that scoring took:
+    the machine time an entropy arm pays for its teacher (or its own) forwards."""
+    total = statistics.median(float(r["charged_seconds"]) for r in rows)
+    scoring = statistics.median(float(r.get("scoring_seconds") or 0) for r in rows)
+    return f"{total:,.0f} ({scoring:,.0f})" if scoring else f"{total:,.0f}"
 
 
 def _loss_cell(rows: list[dict]) -> str:
