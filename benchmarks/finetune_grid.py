@@ -1,6 +1,6 @@
 """Choose a fine-tuning protocol by measurement: a small learning-rate grid on validation, every epoch recorded.
 
-    python benchmarks/finetune_grid.py CHECKPOINT [--tasks rt-polarity,vader-tweets] [--lrs 5e-5,1e-4,3e-4]
+    python benchmarks/finetune_grid.py CHECKPOINT_OR_registry:NAME [--tasks rt-polarity,vader-tweets] [--lrs 5e-5,1e-4,3e-4]
         [--epochs 5] [--max-train 4000] [--out results/finetune-grid]
 
 Fine-tunes CHECKPOINT (and, with --twin, its random-init twin) once per learning rate with seed 0, and writes
@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from hbert.finetune import finetune, make_config
 from hbert.finetune.floors import random_init_twin
+from hbert.pretrained import resolve
 
 
 def grid(checkpoint: str, tasks: list[str], lrs: list[float], epochs: int, max_train: int) -> dict:
@@ -30,7 +31,7 @@ def grid(checkpoint: str, tasks: list[str], lrs: list[float], epochs: int, max_t
         for task in tasks:
             config = make_config({"protocol": "sane", "lr": lr, "epochs": epochs, "max_train_examples": max_train,
                                   "floors": "none", "progress": False, "seed": 0})  # fmt: skip
-            result = finetune(checkpoint, task, config)
+            result = finetune(resolve(checkpoint), task, config)
             out.setdefault(str(lr), {})[task] = [h["score"] for h in result["history"]]
             print(f"lr {lr:g} {task}: " + " ".join(f"{x:.1f}" for x in out[str(lr)][task]), flush=True)
     return out
@@ -61,7 +62,7 @@ def main() -> None:
     results = {"pretrained": grid(args.checkpoint, tasks, lrs, args.epochs, args.max_train)}
     if args.twin:
         with tempfile.TemporaryDirectory() as tmp:
-            results["random-init twin"] = grid(str(random_init_twin(args.checkpoint, tmp)), tasks, lrs, args.epochs,
+            results["random-init twin"] = grid(str(random_init_twin(resolve(args.checkpoint), tmp)), tasks, lrs, args.epochs,
                                                args.max_train)  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
