@@ -9,7 +9,7 @@ TORCH_PIN ?= torch==2.13.0
 CONSTRAINTS ?= constraints.txt
 LOWEST_VENV ?= .venv-lowest
 
-.PHONY: setup test test-lowest lint demo bench gpu-check gpu-carry clean
+.PHONY: setup test test-lowest lint docs findings demo bench gpu-check gpu-carry clean
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,11 +21,20 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 setup: $(VENV)/.installed
 
 lint: setup
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks docs/hooks
+	$(VENV)/bin/ruff format --check src tests benchmarks docs/hooks
 
+# pytest includes the strict documentation build (tests/test_docs.py) and runs every code block of the docs.
 test: setup lint
 	$(VENV)/bin/pytest -q tests
+
+# The documentation site (mkdocs.yml, docs/) into site/; --strict fails on a broken link or a page missing from the nav.
+docs: setup
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+# Regenerate the report quotations of docs/findings.md from results/*/REPORT.md (after rerunning a recipe).
+findings: setup
+	$(PY) -m hbert.experiments.findings docs/findings.md
 
 demo: setup
 	$(VENV)/bin/hbert demo --out runs/demo
@@ -55,4 +64,4 @@ gpu-carry: setup
 		| $(PY) -c 'import json, sys; print(json.load(sys.stdin)["path"])')" .gpu-carry/offline-en-128
 
 clean:
-	rm -rf $(VENV) $(LOWEST_VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST_VENV) runs site .pytest_cache .ruff_cache

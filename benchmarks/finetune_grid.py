@@ -6,7 +6,7 @@
 Fine-tunes CHECKPOINT (and, with --twin, its random-init twin) once per learning rate with seed 0, and writes
 ``grid.json`` and ``GRID.md``: the validation score after every epoch, per task and learning rate, and the mean
 over tasks, so the (lr, epochs) with the best mean can be read off. The ``small`` protocol of ``hbert finetune``
-was chosen this way (see the README).
+was chosen this way (see docs/finetuning.md).
 """
 
 from __future__ import annotations

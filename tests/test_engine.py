@@ -178,18 +178,18 @@ def test_an_unknown_strategy_names_every_registered_one(corpus, tmp_path, first_
 def _readme_block(label: str) -> str:
     import re
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    match = re.search(rf"<!-- extending: {label} \([^>]*-->\s*```python\n(.*?)```", readme, re.S)
-    assert match, f"README has no '{label}' example"
+    page = (Path(__file__).resolve().parents[1] / "docs" / "extending.md").read_text()
+    match = re.search(rf"<!-- extending: {label} \([^>]*-->\s*```python\n(.*?)```", page, re.S)
+    assert match, f"docs/extending.md has no '{label}' example"
     return match.group(1)
 
 
 def test_the_readme_masking_strategy_example_runs_as_written(corpus, tmp_path):
-    """The README's "Extending hbert" span strategy and its test, executed as written; then a run uses it."""
+    """The "Extending hbert" page's span strategy and its test, executed as written; then a run uses it."""
     namespace: dict = {"SpecialIds": SpecialIds}
     try:
-        exec(compile(_readme_block("masking strategy"), "README.md", "exec"), namespace)
-        exec(compile(_readme_block("masking strategy test"), "README.md", "exec"), namespace)
+        exec(compile(_readme_block("masking strategy"), "docs/extending.md", "exec"), namespace)
+        exec(compile(_readme_block("masking strategy test"), "docs/extending.md", "exec"), namespace)
         namespace["test_span_masks_one_contiguous_run"]()
         summary = pretrain(tiny_config(corpus, tmp_path / "run", "budget=2-steps", "masking=span"))
         assert summary["masking"] == "span" and summary["steps"] == 2

@@ -99,3 +99,47 @@ def test_final_has_a_model_card_with_model_index(run):
     sources = meta["corpus"]["sources"]
     assert sources and all(s["licence"] for s in sources)
     assert "model-index" in card.content and "Held-out MLM accuracy" in card.text
+
+
+def test_every_saved_tokenizer_carries_the_wordpiece_vocab_txt(run):
+    """``vocab.txt`` beside ``tokenizer.json`` in ``final/`` and every checkpoint: BERT's plain vocabulary file, one
+    token per line in id order, which a BertTokenizer built from it alone reads back to the same ids."""
+    from transformers import AutoTokenizer, BertTokenizer
+
+    for folder in _saved_folders(run):
+        vocab = folder / "vocab.txt"
+        assert vocab.is_file(), folder
+        saved = AutoTokenizer.from_pretrained(folder)
+        plain = BertTokenizer(vocab=str(vocab))
+        assert plain.get_vocab() == saved.get_vocab(), folder
+        text = "w1 w2 w17 . w3"
+        assert plain(text)["input_ids"] == saved(text)["input_ids"]
+
+
+def test_card_metadata_names_licence_and_datasets_from_the_corpus_sources():
+    from hbert.training.card import card_datasets, card_license
+
+    offline = [{"name": "gcide", "licence": "GPL-2.0-or-later"}, {"name": "austen", "licence": "public domain"}]
+    assert card_license(offline) == ("other", "corpus-licences")
+    assert card_datasets(offline) == ["gcide", "austen"]
+    hub = [{"name": "hf:wikitext:wikitext-103-raw-v1", "licence": "see the dataset card"}]
+    assert card_license(hub) == ("unknown", None) and card_datasets(hub) == ["wikitext"]
+    local = [{"name": "files:data/*.txt", "licence": "user supplied"}]
+    assert card_license(local) == ("unknown", None) and card_datasets(local) == []
+
+
+def test_card_carries_license_and_the_base_model_of_a_warm_start(run, tmp_path):
+    card = ModelCard.load(run / "final" / "README.md")
+    assert card.data.license == "unknown"  # the test corpus is local files, whose licence hbert cannot know
+    assert card.data.base_model is None  # a random initialisation has no base model
+    corpus = run.parent / "data" / "corpus"  # the fixture's corpus
+    warm = tmp_path / "warm"
+    args = [f"corpus={corpus}", f"out={warm}", "budget=2-steps", "model=hbert-v1", "init=complete",
+            f"init.source={run / 'final'}"]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "hbert", "pretrain", *args, *TINY_RUN], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    warm_card = ModelCard.load(warm / "final" / "README.md")
+    assert warm_card.data.base_model == run.name  # the source's own card names its run
+    assert f"Initialised from: `{run.name}`" in warm_card.text

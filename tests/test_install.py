@@ -70,6 +70,26 @@ def test_ci_constraints_satisfy_every_declared_range():
         assert req.specifier.contains(pins[name], prereleases=True), f"constraints.txt {name}=={pins[name]} vs {line}"
 
 
+def test_license_is_an_spdx_expression_that_installs_without_a_deprecation_warning():
+    """PEP 639: ``project.license`` is an SPDX string and the licence text ships; the table form made setuptools warn
+    at every install. The build requirement is the first setuptools that reads the string form."""
+    import warnings
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (requirement,) = [Requirement(r) for r in pyproject["build-system"]["requires"] if r.startswith("setuptools")]
+    assert Version("77") in requirement.specifier and Version("76.1") not in requirement.specifier
+    setuptools = pytest.importorskip("setuptools", minversion="77")
+    from setuptools.config.pyprojecttoml import apply_configuration
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dist = apply_configuration(setuptools.dist.Distribution(), str(ROOT / "pyproject.toml"))
+    assert not [str(w.message) for w in caught if "licen" in str(w.message).lower()]
+    assert dist.metadata.license_expression == "Apache-2.0"
+    assert dist.metadata.license_files == ["LICENSE"]
+    assert "Apache License" in (ROOT / "LICENSE").read_text() and "Version 2.0" in (ROOT / "LICENSE").read_text()
+
+
 @pytest.mark.parametrize(
     ("module", "extra", "call"),
     [

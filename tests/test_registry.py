@@ -1,4 +1,4 @@
-"""One registry per extension point: attention kinds and tasks. The README's "Extending hbert" examples are run
+"""One registry per extension point: attention kinds and tasks. The examples of docs/extending.md are run
 here as written, so the documentation is code that works."""
 
 import math
@@ -17,22 +17,22 @@ from hbert.training.init import freeze_groups, frozen_parameters, subln_scale
 
 from .conftest import padded_batch, tiny_config
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+EXTENDING = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 
 
 def readme_block(label: str) -> str:
-    """The python block that follows ``<!-- extending: LABEL ... -->`` in the README."""
-    match = re.search(rf"<!-- extending: {label} [^>]*-->\s*```python\n(.*?)```", README.read_text(), re.S)
-    assert match, f"README has no '{label}' example"
+    """The python block that follows ``<!-- extending: LABEL ... -->`` in docs/extending.md."""
+    match = re.search(rf"<!-- extending: {label} [^>]*-->\s*```python\n(.*?)```", EXTENDING.read_text(), re.S)
+    assert match, f"docs/extending.md has no '{label}' example"
     return match.group(1)
 
 
 @pytest.fixture
 def meanpool():
-    """The README's toy attention kind, registered for one test and removed after it."""
+    """The docs' toy attention kind, registered for one test and removed after it."""
     saved = dict(ATTENTION_KINDS)
     namespace: dict = {}
-    exec(compile(readme_block("attention kind"), "README.md", "exec"), namespace)
+    exec(compile(readme_block("attention kind"), "docs/extending.md", "exec"), namespace)
     yield namespace
     ATTENTION_KINDS.clear()
     ATTENTION_KINDS.update(saved)
@@ -65,7 +65,7 @@ def test_registry_refuses_an_incomplete_or_clashing_kind():
 
 
 def test_toy_kind_is_picked_up_everywhere(meanpool):
-    """The README's kind, registered in one place, reaches config validation, the model, info, Sub-LN init and
+    """The docs' kind, registered in one place, reaches config validation, the model, info, Sub-LN init and
     freezing with no other edit."""
     config = meanpool["config"]
     assert config.layer_types == ["softmax", "meanpool", "softmax", "meanpool"] and config.layer_pattern == "SPSP"
@@ -138,12 +138,12 @@ def test_task_example_joins_the_offline_suite(tmp_path, monkeypatch):
                                                        for r in rows))  # fmt: skip
     before = dict(task_table.OFFLINE_TASKS)
     try:
-        exec(compile(readme_block("task"), "README.md", "exec"), {})
+        exec(compile(readme_block("task"), "docs/extending.md", "exec"), {})
         assert task_table.suites()["offline"] == (*before, "my-reviews")
         data = task_table.load_task("my-reviews")
         assert sum(len(split) for split in data.values()) == 40 and set(data) == {"train", "validation", "test"}
         with pytest.raises(task_table.TaskError, match="exists already"):
-            exec(compile(readme_block("task"), "README.md", "exec"), {})
+            exec(compile(readme_block("task"), "docs/extending.md", "exec"), {})
     finally:
         task_table.OFFLINE_TASKS.pop("my-reviews", None)
         task_table._OFFLINE_ROWS.pop("my-reviews", None)

@@ -1,7 +1,7 @@
 """Downstream tasks: one declarative spec per task (text fields, label kind, metrics, splits, loader).
 
 - GLUE's nine tasks load through ``datasets.load_dataset("nyu-mll/glue", task)`` (needs the hub).
-- The offline tasks are real human-labelled data fetched from the package registries (see the project README):
+- The offline tasks are real human-labelled data fetched from the package registries (see docs/data.md):
   ``rt-polarity``, ``vader-movie``, ``vader-tweets``, ``vitaminc``. They have no official splits, so hbert makes
   deterministic seeded 80/10/10 splits in which a sentence never lands in two splits (examples that share a
   sentence are grouped; a group is placed by the hash of its normalised text, so the same sentence lands in the

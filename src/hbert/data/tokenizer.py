@@ -111,17 +111,29 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, out_dir: str | os.Pat
     return tokenizer
 
 
+def write_vocab(tokenizer: PreTrainedTokenizerBase, out_dir: str | os.PathLike) -> None:
+    """``vocab.txt`` beside ``tokenizer.json`` for a WordPiece tokenizer: transformers 5 saves only the latter, and
+    tools that read BERT's plain vocabulary file (``BertTokenizer(vocab_file=...)``, ``--tokenizer vocab:PATH``,
+    other toolkits) need the former. ``tokenizers`` writes it, one token per line in id order."""
+    from tokenizers.models import WordPiece
+
+    model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
+    if isinstance(model, WordPiece):
+        model.save(str(out_dir))  # writes out_dir/vocab.txt
+
+
 def save_with_model(tokenizer: PreTrainedTokenizerBase, out_dir: str | os.PathLike, max_length: int) -> None:
     """Save a tokenizer next to a model: ``model_max_length`` is the model's real limit (its
-    ``max_position_embeddings``), so ``truncation=True`` and the pipelines cut inputs where the model must, and
-    ``tokenizer_config.json`` names the tokenizer class, so ``AutoTokenizer`` needs no remote code for it. The
-    tokenizer object itself is left as it was."""
+    ``max_position_embeddings``), so ``truncation=True`` and the pipelines cut inputs where the model must,
+    ``tokenizer_config.json`` names the tokenizer class, so ``AutoTokenizer`` needs no remote code for it, and a
+    WordPiece tokenizer's ``vocab.txt`` is written too. The tokenizer object itself is left as it was."""
     saved = tokenizer.model_max_length
     tokenizer.model_max_length = int(max_length)
     try:
         tokenizer.save_pretrained(str(out_dir))
     finally:
         tokenizer.model_max_length = saved
+    write_vocab(tokenizer, out_dir)
     config_file = Path(out_dir) / "tokenizer_config.json"
     config = json.loads(config_file.read_text(encoding="utf-8"))
     if not config.get("tokenizer_class"):
@@ -134,3 +146,4 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: str | os.PathLik
     if tmp.exists():
         shutil.rmtree(tmp)
     tokenizer.save_pretrained(str(tmp))
+    write_vocab(tokenizer, tmp)

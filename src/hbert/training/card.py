@@ -1,5 +1,6 @@
 """The model card (``README.md``) written into every exported ``final/`` folder, in the Hugging Face model-card format:
-YAML metadata with a ``model-index`` (the held-out masked-LM accuracy), then a short description of the run.
+YAML metadata with a ``model-index`` (the held-out masked-LM accuracy), ``license``, ``datasets`` and, for a run
+initialised from a checkpoint, ``base_model``; then a short description of the run.
 
 ``huggingface_hub`` (a transformers dependency) writes the metadata, so the card reads back with ``ModelCard.load``
 exactly as the hub would parse it.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -31,11 +33,60 @@ def _sources(manifest: dict) -> list[dict]:
     ]
 
 
-def model_card(config, parameters: int, manifest: dict, summary: dict, name: str, command: str) -> str:
+# Licences a source records when hbert cannot know them: the user's own files, a hub dataset (its card says).
+UNKNOWN_LICENCES = ("user supplied", "see the dataset card")
+
+
+def card_license(sources: list[dict]) -> tuple[str, str | None]:
+    """(``license``, ``license_name``) for the card's metadata. The weights are a product of the corpus, so the card
+    names no licence the corpus does not grant: ``unknown`` when a source's licence is not known to hbert (local
+    files, hub datasets), otherwise ``other`` with the name ``corpus-licences`` (the card lists each source's)."""
+    if not sources or any(s["licence"] in UNKNOWN_LICENCES for s in sources):
+        return "unknown", None
+    return "other", "corpus-licences"
+
+
+def card_datasets(sources: list[dict]) -> list[str]:
+    """The ``datasets`` metadata: the hub id of a hub source (``hf:wikitext:wikitext-103-raw-v1`` -> ``wikitext``),
+    the name of a source of the offline bundle (``gcide``); local files and folders have no public name."""
+    names = []
+    for s in sources:
+        name = s["name"]
+        if name.startswith("hf:"):
+            names.append(name[3:].split(":")[0])
+        elif not name.startswith(("files:", "disk:")):
+            names.append(name)
+    return names
+
+
+def base_model_name(source: str) -> str | None:
+    """The ``base_model`` of a run initialised from ``source``: a hub id as given; for a local checkpoint, the
+    ``model_name`` of its own card (the run it came from), else its folder's name (the run's, for ``final/``)."""
+    if not source:
+        return None
+    folder = Path(source)
+    if not folder.is_dir():
+        return source
+    readme = folder / "README.md"
+    if readme.is_file():
+        try:
+            name = ModelCard.load(readme).data.model_name
+        except Exception:  # a card hbert did not write: fall back to the folder's name
+            name = None
+        if name:
+            return str(name)
+    folder = folder.resolve()
+    return folder.parent.name if folder.name == "final" else folder.name
+
+
+def model_card(
+    config, parameters: int, manifest: dict, summary: dict, name: str, command: str, base_model: str | None = None
+) -> str:
     """The card's text. ``summary`` is the run summary (budget state and held-out metrics); ``manifest`` the
-    prepared corpus's manifest (sources and their licences)."""
+    prepared corpus's manifest (sources and their licences); ``base_model`` the model a transfer started from."""
     corpus = manifest.get("settings", {}).get("corpus", "unknown")
     sources = _sources(manifest)
+    license_id, license_name = card_license(sources)
     accuracy = summary.get("heldout_mlm_acc")
     results = []
     if accuracy is not None:
@@ -73,15 +124,20 @@ def model_card(config, parameters: int, manifest: dict, summary: dict, name: str
         "heldout_mlm_acc": accuracy,
         "corpus": {"name": corpus, "sources": sources},
     }
+    extra = {"license_name": license_name} if license_name else {}
     data = ModelCardData(
         library_name="transformers",
         pipeline_tag="fill-mask",
+        license=license_id,
+        datasets=card_datasets(sources) or None,
+        base_model=base_model,
         tags=["hbert", "fill-mask", "custom_code", f"layers-{config.layer_pattern}"],
         model_name=name,
         eval_results=results or None,
         hbert=hbert_meta,
+        **extra,
     )
-    body = _body(config, parameters, summary, corpus, sources, accuracy, command, name)
+    body = _body(config, parameters, summary, corpus, sources, accuracy, command, name, base_model)
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
 
 
@@ -90,7 +146,7 @@ def _letters() -> str:
     return ", ".join(f"{kind.letter} = {kind.name}" for kind in ATTENTION_KINDS.values())
 
 
-def _body(config, parameters, summary, corpus, sources, accuracy, command, name) -> str:
+def _body(config, parameters, summary, corpus, sources, accuracy, command, name, base_model) -> str:
     lines = [
         f"# {name}",
         "",
@@ -107,6 +163,13 @@ def _body(config, parameters, summary, corpus, sources, accuracy, command, name)
         f"- Corpus: `{corpus}`",
     ]
     lines += [f"  - {s['name']}: {s['licence']} ({s['train_tokens']:,} train tokens)" for s in sources]
+    if base_model:
+        lines.append(f"- Initialised from: `{base_model}`")
+    lines += [
+        "",
+        "Licence: the weights are learnt from the corpus above, whose sources carry the licences listed; choose the "
+        "licence you publish them under accordingly (the metadata says `other` or `unknown` until you do).",
+    ]
     lines += ["", "Command:", "", "```", command, "```", ""]
     return "\n".join(lines)
 

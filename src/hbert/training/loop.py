@@ -34,7 +34,7 @@ from ..masking.teacher import TeacherCache
 from ..modeling import HBertConfig, HBertForMaskedLM
 from ..runtime import autocast, device_kind, resolve_device, resolve_precision
 from .budget import Budget, BudgetState, Interval, lr_multiplier
-from .card import command_line, model_card
+from .card import base_model_name, command_line, model_card
 from .checkpoint import (
     CheckpointError,
     changed_result_settings,
@@ -167,9 +167,10 @@ def evaluate(model: HBertForMaskedLM, inputs: torch.Tensor, labels: torch.Tensor
     return {"heldout_mlm_acc": correct / total, "heldout_mlm_loss": loss_sum / total, "heldout_tokens": total}
 
 
-def _final_card(model, corpus, summary: dict, run_dir: Path) -> str:
+def _final_card(model, corpus, summary: dict, run_dir: Path, init) -> str:
     parameters = sum(p.numel() for p in model.parameters())
-    return model_card(model.config, parameters, corpus.manifest, summary, run_dir.name, command_line())
+    base = base_model_name(init.source) if init.kind != "random" else None
+    return model_card(model.config, parameters, corpus.manifest, summary, run_dir.name, command_line(), base)
 
 
 # ------------------------------------------------------------------------------------------ signals, reports, resuming
@@ -601,7 +602,8 @@ def _final_evaluation(run: Run, summary: dict) -> None:
     run.log.write(_evaluation_record(run, metrics))
     if run.d.main:  # the card carries the held-out accuracy: written into final/ once it is known
         write_atomic(
-            run.run_dir / "final" / "README.md", _final_card(run.engine.model, run.corpus, summary, run.run_dir)
+            run.run_dir / "final" / "README.md",
+            _final_card(run.engine.model, run.corpus, summary, run.run_dir, run.config.init),
         )
 
 
