@@ -348,9 +348,12 @@ def test_a_recipes_teacher_is_overridden_by_a_local_folder_in_one_place(corpus, 
 
 def test_gpu_recipes_name_their_teacher_in_one_place():
     for name in ("entropy-gpu", "ratio-gpu"):
-        text = open(os.path.join(ROOT, "recipes", f"{name}.yaml")).read()
+        lines = open(os.path.join(ROOT, "recipes", f"{name}.yaml")).read().splitlines()
+        settings = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
         recipe = Recipe.load(os.path.join(ROOT, "recipes", f"{name}.yaml"))
-        assert recipe.reference == "bert-base-uncased" and text.count("bert-base-uncased") == 1
+        assert recipe.reference == "bert-base-uncased" and settings.count("bert-base-uncased") == 1
+        assert any("{reference}" in item for items in recipe.arms.values() for item in items)
+        assert recipe.finetune == {"protocol": "sane", "precision": "bf16"}  # sized to the budget, bf16
 
 
 def test_a_student_with_a_padded_vocabulary_distils_from_a_teacher(corpus, teacher, tmp_path):
@@ -379,6 +382,20 @@ def test_gpu_24h_settings():
     assert Budget.parse(config.budget).amount == 1_000_000 * 256 * 128
 
 
+def test_fine_tuning_on_a_gpu_lets_float32_matmuls_use_tf32():
+    from hbert.finetune.trainer import _device
+    from hbert.runtime import allow_tf32
+
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        assert _device("cpu").type == "cpu" and torch.get_float32_matmul_precision() == "highest"  # CPU: unchanged
+        allow_tf32(torch.device("cuda"))  # what fine-tuning's _device does with a GPU
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 def test_deterministic_on_cuda_sets_the_cublas_workspace(monkeypatch):
     """cuBLAS is deterministic only with a fixed workspace, which must be set before its first call: _runtime
     sets it (a user's own value stays) before it even looks for the device; a CPU run leaves it alone."""
@@ -396,3 +413,27 @@ def test_deterministic_on_cuda_sets_the_cublas_workspace(monkeypatch):
         with pytest.raises(DeviceError):
             loop_mod._runtime(config)
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+def test_carry_teacher_writes_a_loadable_bf16_teacher(teacher, tmp_path, capsys):
+    """What `make gpu-carry GPU_TEACHER=FOLDER` runs: the teacher in bf16 beside its tokenizer, checked to load;
+    a folder that is no checkpoint, or a teacher too large for the carry, is one line and writes nothing."""
+    import sys
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from carry_teacher import main as carry_main
+    from hbert.masking.teacher import teacher_config
+
+    dest = tmp_path / "carry" / "teacher"
+    assert carry_main([teacher, str(dest)]) == 0
+    weights = load_file(dest / "model.safetensors")
+    assert all(t.dtype == torch.bfloat16 for t in weights.values() if t.is_floating_point())
+    assert teacher_config(str(dest)).vocab_size == teacher_config(teacher).vocab_size
+    assert (dest / "tokenizer.json").exists()
+    original = load_file(os.path.join(teacher, "model.safetensors"))
+    assert all(torch.equal(weights[k], original[k].to(torch.bfloat16)) for k in original)
+    capsys.readouterr()
+    for args in ([str(tmp_path), str(tmp_path / "no")], [teacher, str(tmp_path / "small"), "--max-mb", "0.001"]):
+        assert carry_main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and not (tmp_path / "no").exists() and not (tmp_path / "small").exists()
