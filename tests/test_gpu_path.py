@@ -437,3 +437,26 @@ def test_carry_teacher_writes_a_loadable_bf16_teacher(teacher, tmp_path, capsys)
         assert carry_main(args) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and not (tmp_path / "no").exists() and not (tmp_path / "small").exists()
+
+
+@pytest.mark.slow
+def test_two_ranks_on_the_static_path_agree_and_drop_out_on_their_own(corpus, tmp_path):
+    """torchrun with two gloo ranks on the static-shape path: the non-finite flag reduced on the device, one packed
+    host all-reduce per step, every rank stopping at the same step, and a random state of its own per rank (saved
+    per rank, so a resumed run keeps them apart)."""
+    import subprocess
+    import sys
+
+    from .training_helpers import TINY_RUN
+
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519", "-m",
+           "hbert", "pretrain", f"corpus={corpus}", f"out={run}", *TINY_RUN, "budget=6-steps", "impl.device=cpu",
+           "impl.static_shapes=on", "impl.log_every=3"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 6 and summary["static_shapes"] is True
+    latest = (run / "checkpoints" / "latest").read_text()
+    rng = torch.load(run / "checkpoints" / latest / "state.pt", weights_only=True)["rng"]
+    assert isinstance(rng, list) and len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])
