@@ -57,11 +57,15 @@ gpu-check: setup
 	$(PY) benchmarks/gpu_check.py --out $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS)
 
 # What a GPU machine without internet needs for recipes/gpu-smoke.yaml: the prepared offline corpus, in an ignored
-# folder that travels with the working tree.
+# folder that travels with the working tree (at most 64 MiB in all). GPU_TEACHER=FOLDER also carries a local
+# masked-LM teacher with the bert-base-uncased vocabulary (e.g. an hbert checkpoint of MiniLM with its fitted MLM
+# head) to .gpu-carry/teacher, in bf16, for reference=.gpu-carry/teacher: a hub id cannot load there.
+GPU_TEACHER ?=
 gpu-carry: setup
 	rm -rf .gpu-carry/offline-en-128 && mkdir -p .gpu-carry
 	cp -r "$$($(VENV)/bin/hbert data prepare --corpus offline-en --seq-len 128 --quiet --json \
 		| $(PY) -c 'import json, sys; print(json.load(sys.stdin)["path"])')" .gpu-carry/offline-en-128
+	$(if $(GPU_TEACHER),$(PY) benchmarks/carry_teacher.py "$(GPU_TEACHER)" .gpu-carry/teacher)
 
 clean:
 	rm -rf $(VENV) $(LOWEST_VENV) runs site .pytest_cache .ruff_cache

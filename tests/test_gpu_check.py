@@ -18,7 +18,7 @@ def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu-check")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--tiny", "--cpu", "--out", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     assert (out / "gpu_check.json").exists(), done.stderr[-3000:]
     return done, json.loads((out / "gpu_check.json").read_text()), (out / "GPU_RESULTS.md").read_text()
 
@@ -35,6 +35,7 @@ def test_dry_run_passes_every_correctness_check(report):
     assert sigterm and sigterm[0]["status"] == "pass", sigterm
     breaks = [c for n, c in checks.items() if n.startswith("torch.compile graph breaks")]
     assert breaks and all(c["graph_breaks"] == 0 for c in breaks)
+    assert sum(n.endswith("static index") for n in checks) == 2  # the GPU path's head: one graph, default settings
 
 
 def test_cuda_only_checks_are_skipped_never_passed_on_cpu(report):
@@ -54,9 +55,14 @@ def test_dry_run_measures_every_speed_figure(report):
     _, data, markdown = report
     speed = {c["name"]: c for c in data["checks"] if c["section"] == "speed"}
     for arm in ("hbert bert compiled", "HF BertForMaskedLM eager", "HF BertForMaskedLM compiled",
-                "HF ModernBertForMaskedLM eager", "hbert additive compiled", "hbert hbert-v1 compiled",
+                "HF BertForMaskedLM, head at masked rows, eager", "HF ModernBertForMaskedLM eager",
+                "HF ModernBertForMaskedLM compiled", "hbert additive compiled", "hbert hbert-v1 compiled",
                 "hbert hbert-v2 compiled"):  # fmt: skip
         assert speed[f"train step, {arm}"]["seconds"] > 0
+    for arm in ("random", "self-entropy c=2"):  # the real Engine.step at the gpu-24h settings, compiled
+        engine = speed[f"Engine.step, {arm}"]
+        assert engine["seconds"] > 0 and engine["compile"]["recompiles"] == 0 and engine["compile"]["graph_breaks"] == 0
+        assert "host syncs per step: 0 at the known sync points" in engine["detail"]
     assert speed["cost of one host sync per step (hbert bert compiled)"]["seconds"] > 0
     assert any(n.startswith("encoder forward") for n in speed)
     assert "masking step, self, candidates c=2" in speed and "masking step, self, token-stats" in speed

@@ -109,11 +109,16 @@ class InitConfig:
 @dataclass
 class ImplConfig:
     """Speed only, never results: device (auto | cpu | cuda | cuda:N), precision (auto | fp32 | bf16 | fp16),
-    compile, micro_batch_size (per rank; the rest of the batch is accumulated), deterministic, log_every."""
+    compile (and its backend), static_shapes, micro_batch_size (per rank; the rest of the batch is accumulated),
+    deterministic, log_every."""
 
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False
+    compile_backend: str = "inductor"  # any torch.compile backend (e.g. aot_eager to check tracing without codegen)
+    # the masked positions as a static index (no data-dependent size, no host synchronisation outside logged
+    # steps): auto = on a GPU and when compiled; on | off
+    static_shapes: str = "auto"
     micro_batch_size: int = 0  # 0 = the whole per-rank batch at once
     deterministic: bool = False
     log_every: int = 10
@@ -334,6 +339,7 @@ _CHOICES = {
     "init.kind": ("random", "complete", "partial"),
     "init.scheme": ("bert", "subln"),
     "impl.precision": ("auto", "fp32", "bf16", "fp16"),
+    "impl.static_shapes": ("auto", "on", "off"),
 }
 # key -> (low, high, low_open): the accepted range of each number; high None = unbounded
 _RANGES = {
@@ -372,6 +378,8 @@ def validate_config(config: PretrainConfig) -> None:
     one message naming it and what is accepted (not after the budget has been spent)."""
     import math
 
+    shapes = str(config.impl.static_shapes).lower()  # YAML reads a bare on / off as true / false
+    config.impl.static_shapes = {"true": "on", "false": "off"}.get(shapes, shapes)
     for key, accepted in _CHOICES.items():
         if _get(config, key) not in accepted:
             raise ConfigError(f"{key}={_get(config, key)!r}; accepted: {', '.join(accepted)}")

@@ -8,6 +8,7 @@ reduced precision, how exactly) it is computed.
 from __future__ import annotations
 
 import contextlib
+import time
 
 import torch
 
@@ -53,8 +54,118 @@ def resolve_precision(setting: str, device: torch.device, key: str = "impl.preci
     return setting
 
 
+def allow_tf32(device: torch.device) -> None:
+    """On an Ampere or newer GPU, let float32 matmuls use TF32 tensor cores (about 8x the fp32 rate; 10-bit
+    mantissa inputs, float32 accumulation), the setting fine-tuning recipes such as Hugging Face's run_glue use on
+    these GPUs. Nothing changes on a CPU."""
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")
+
+
 def autocast(device: torch.device, precision: str):
     """The forward's mixed-precision context: none for fp32."""
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+# ------------------------------------------------------------------------------------------ GPU-friendly pieces
+
+CUDA_CHUNK_BYTES = 1 << 30  # a chunk's float32 temporaries on a GPU: few kernel launches, bounded memory
+
+
+def chunk_rows(device: torch.device, row_bytes: int, cpu_rows: int) -> int:
+    """Rows per chunk of a row-chunked computation (entropy, cross-entropy, the scoring head): ``cpu_rows`` on a
+    CPU (tuned so a chunk stays in cache), as many as fit in ``CUDA_CHUNK_BYTES`` on a GPU (each chunk is a few
+    kernel launches: chunking by cache size there would mean thousands of launches per step)."""
+    if device.type != "cuda":
+        return cpu_rows
+    return max(cpu_rows, CUDA_CHUNK_BYTES // max(1, row_bytes))
+
+
+class Timer:
+    """Adds up the time spent in ``with timer.region(device):`` blocks. On CUDA the time is the device's; ``lazy``
+    records CUDA events instead of synchronising and reads them (one synchronisation) only when ``seconds`` is
+    asked for, so a training step timed this way stays free of host synchronisations."""
+
+    def __init__(self, lazy: bool = False):
+        self.lazy = lazy
+        self._seconds = 0.0
+        self._events: list = []
+
+    @contextlib.contextmanager
+    def region(self, device: torch.device):
+        if device.type == "cuda" and self.lazy:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            yield
+            end.record()
+            self._events.append((start, end))
+            return
+        begin = time.perf_counter()
+        yield
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        self._seconds += time.perf_counter() - begin
+
+    @property
+    def seconds(self) -> float:
+        for start, end in self._events:
+            end.synchronize()
+            self._seconds += start.elapsed_time(end) / 1000
+        self._events.clear()
+        return self._seconds
+
+    def subtract(self, seconds: float) -> None:
+        self._seconds -= seconds
+
+
+# Operations that make the host wait for the device when their input is on a GPU (the result must be read, or
+# its size depends on the data); ``count_host_syncs`` counts them on any device, so a CPU test can show that a
+# GPU step would not stop.
+SYNC_METHODS = frozenset({"item", "tolist", "numpy", "nonzero", "argwhere", "masked_select", "unique",
+                          "unique_consecutive", "__bool__", "__float__", "__int__", "__index__"})  # fmt: skip
+
+
+class HostSyncCounter(torch.overrides.TorchFunctionMode):
+    """Counts the known host-synchronising operations (``SYNC_METHODS``, indexing with a boolean mask) and
+    ``torch.cuda.synchronize`` calls made while active; ``where`` names each one."""
+
+    def __init__(self):
+        super().__init__()
+        self.where: list[str] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.where)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in SYNC_METHODS:
+            self.where.append(name)
+        elif name in ("__getitem__", "__setitem__") and len(args) > 1 and _has_bool_mask(args[1]):
+            self.where.append(f"{name} with a boolean mask")
+        return func(*args, **(kwargs or {}))
+
+
+def _has_bool_mask(index) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool and i.ndim > 0 for i in items)
+
+
+@contextlib.contextmanager
+def count_host_syncs():
+    """``with count_host_syncs() as syncs: ...`` then ``syncs.count`` / ``syncs.where``."""
+    counter = HostSyncCounter()
+    original = torch.cuda.synchronize
+
+    def synchronize(*args, **kwargs):
+        counter.where.append("torch.cuda.synchronize")
+        return original(*args, **kwargs)
+
+    torch.cuda.synchronize = synchronize
+    try:
+        with counter:
+            yield counter
+    finally:
+        torch.cuda.synchronize = original

@@ -14,6 +14,8 @@ A recipe (YAML)::
       overrides: [model.num_hidden_layers=8]
       budget: 10m
       config: configs/pretrain/teacher-minilm.yaml   # optional: its own base config (default: the recipe's base)
+    reference: bert-base-uncased                 # optional: {reference} in arm overrides, e.g. the teacher of
+                                                 # entropy / KD arms; one place to point at a local folder
     arms:
       bert: [model=bert]
       hbert-v1: [model=hbert-v1]
@@ -62,6 +64,7 @@ class Recipe:
     corpus_path: str = ""
     teacher: dict = field(default_factory=dict)
     pretrained: dict = field(default_factory=dict)  # name -> {overrides, budget}: models trained first, {name}
+    reference: str = ""  # {reference} in overrides: an existing model (hub name or folder), e.g. the teacher
     suite: list[str] = field(default_factory=list)
     finetune: dict = field(default_factory=dict)
     inference: bool = True
@@ -89,7 +92,7 @@ class Recipe:
         if not isinstance(data, dict):
             raise RecipeError(f"{path}: a recipe is a YAML mapping (name, base, budget, arms, ...)")
         for item in overrides or []:
-            key, value = parse_override(item, text_keys=("budget",), error=RecipeError)
+            key, value = parse_override(item, text_keys=("budget", "reference"), error=RecipeError)
             data[key] = value
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
@@ -175,6 +178,8 @@ def arm_overrides(recipe: Recipe, arm: str, seed: int, corpus: str, sources: dic
             continue
         for name in recipe.pretrained:
             item = item.replace("{" + name + "}", sources.get(name, name))
+        if recipe.reference:
+            item = item.replace("{reference}", recipe.reference)
         if "{" in item and "}" in item and "layer_map" not in item:
             raise RecipeError(f"arm {arm!r}: {item!r} names a model the recipe does not pretrain "
                               f"(pretrained: {', '.join(recipe.pretrained) or 'none'})")  # fmt: skip
@@ -263,6 +268,30 @@ def validate(recipe: Recipe) -> None:
     from ..finetune import make_config
 
     make_config(recipe.finetune)
+    check_teachers(recipe)
+
+
+def check_teachers(recipe: Recipe) -> None:
+    """Every teacher an arm names (masking or distillation) must be loadable before the first arm trains, not
+    after hours of the arms before it: a local folder with a config, or a hub name the hub (or its cache) can
+    serve. Teachers the recipe pretrains itself ({name}) are made on the way."""
+    from ..masking.teacher import TeacherError, teacher_config
+
+    checked = set()
+    for arm in recipe.arms:
+        config = load_config(recipe.base, arm_overrides(recipe, arm, 0, "CORPUS", {}))
+        names = []
+        if config.masking.kind == "entropy" and config.masking.source == "teacher":
+            names.append(config.masking.teacher)
+        if config.objective.kd.alpha < 1.0:
+            names.append(config.objective.kd.teacher or config.masking.teacher)
+        for name in names:
+            if name and name not in recipe.pretrained and name not in checked:
+                checked.add(name)
+                try:
+                    teacher_config(name, config.masking.trust_remote_code)
+                except TeacherError as err:
+                    raise RecipeError(f"recipe {recipe.name}, arm {arm!r}: {err}") from None
 
 
 def _run_pretraining(run_dir: Path, base: str, overrides: list[str]) -> dict:
@@ -329,6 +358,8 @@ def run_recipe(recipe: Recipe) -> Path:
                    "tokens_per_s": round(summary["tokens"] / max(summary["charged_seconds"], 1e-9), 1),
                    "cpu_share": share, "heldout_mlm_acc": summary["heldout_mlm_acc"],
                    "heldout_mlm_loss": summary["heldout_mlm_loss"]}  # fmt: skip
+            if "compile" in summary:  # compiled runs: did every step run compiled, and recompile never?
+                row.update(compiled=summary["compiled"], recompiles=summary["compile"]["recompiles"])
             twin_key, twin = _twin_scores(recipe, out, run_dir)
             row.update(downstream_columns(recipe, _downstream(recipe, run_dir), twin))
             if twin_key:

@@ -24,7 +24,7 @@ import torch
 
 from ..data.tasks import TOKEN_KIND, TaskSpec, get_task, load_task, suites
 from ..data.tokenizer import save_with_model
-from ..runtime import autocast, resolve_device
+from ..runtime import allow_tf32, autocast, resolve_device
 from ..training.budget import step_lr_multiplier
 from ..training.optim import adamw, set_lr
 from .metrics import compute_metrics, task_score
@@ -229,7 +229,12 @@ def collate(ids, types, labels, index: list[int], pad_id: int, pad_to: int | Non
 
 # ------------------------------------------------------------------------------------------ the loop
 
-_device = resolve_device  # the name fine-tuning's helpers import
+
+def _device(setting: str, key: str = "device") -> torch.device:
+    """The fine-tuning device (the name fine-tuning's helpers import); float32 matmuls use TF32 on a GPU."""
+    device = resolve_device(setting, key=key)
+    allow_tf32(device)
+    return device
 
 
 @torch.no_grad()
@@ -389,7 +394,7 @@ def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save
 
         return finetune_tokens(checkpoint, spec, config, save)
     torch.manual_seed(config.seed)
-    device = resolve_device(config.device, key="device")
+    device = _device(config.device, key="device")
     model, tokenizer, splits = _prepare(checkpoint, spec, config, device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     started = time.time()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -12,7 +13,9 @@ class MaskedBatch:
     input_ids: torch.Tensor  # (B, T) with replacements applied
     labels: torch.Tensor  # (B, T): original ids at the selected positions, -100 elsewhere
     selected: torch.Tensor  # (B, T) bool: the positions chosen for prediction
-    stats: dict[str, float]
+    stats: dict[str, float | torch.Tensor]  # tensors are read (float()) only when a step is logged
+    # (B, K) the static index of the selected positions (``static_positions``), on the static-shape path only
+    positions: torch.Tensor | None = None
 
 
 @dataclass
@@ -35,7 +38,13 @@ class SpecialIds:
         return cls(tokenizer.mask_token_id, special, vocab_size or len(vocab), max(bracketed, default=-1) + 1)
 
     def special_tensor(self, device) -> torch.Tensor:
-        return torch.tensor(self.special, device=device, dtype=torch.long)
+        return _id_tensor(self.special, torch.device(device))
+
+
+@functools.lru_cache(maxsize=32)
+def _id_tensor(values: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """Built once per device: a host-to-device copy per step would be a wait on a GPU."""
+    return torch.tensor(values, device=device, dtype=torch.long)
 
 
 def candidate_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, ids: SpecialIds) -> torch.Tensor:
@@ -50,6 +59,27 @@ def mask_counts(candidates: torch.Tensor, ratio: float) -> torch.Tensor:
     """(B,) the fixed number of masks per sequence: k = round(ratio x real tokens), at least 1 where possible."""
     real = candidates.sum(dim=1)
     return torch.clamp(torch.round(real.float() * ratio).long(), min=1).minimum(real)
+
+
+def max_mask_count(seq_len: int, ratio: float) -> int:
+    """The largest count ``mask_counts`` gives a row of ``seq_len`` tokens (the count grows with the real tokens):
+    a host number, computed with the same operations, that sizes the static index."""
+    return int(mask_counts(torch.ones(1, seq_len, dtype=torch.bool), ratio)[0])
+
+
+def static_positions(selected: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, k) long: each row's selected positions in increasing order (the order ``nonzero()`` gives them), then,
+    in a row with fewer than k, unselected positions as padding (their label is -100: no loss, no accuracy). Its
+    shape does not depend on the data, so a compiled step needs neither a host synchronisation nor a recompile."""
+    length = selected.shape[1]
+    key = torch.where(selected, 0, length) + torch.arange(length, device=selected.device)
+    return torch.topk(key, min(k, length), dim=1, largest=False, sorted=True).indices
+
+
+def flat_rows(positions: torch.Tensor, length: int) -> torch.Tensor:
+    """(B * K,) row indices into a (B * length, ...) flattening of the (B, K) ``positions``."""
+    offsets = torch.arange(positions.shape[0], device=positions.device)[:, None] * length
+    return (positions + offsets).reshape(-1)
 
 
 def top_k_positions(scores: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -69,17 +99,17 @@ def apply_replacement(
     generator: torch.Generator | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The replacement split: of the selected positions, ``mask_prob`` become [MASK], ``random_prob`` a random
-    ordinary token, the rest keep their token. Returns (masked input_ids, labels)."""
-    labels = torch.where(selected, input_ids, torch.full_like(input_ids, -100))
+    ordinary token, the rest keep their token. Returns (masked input_ids, labels). Element-wise selects only (no
+    boolean indexing, no host-side test): nothing here waits for a GPU."""
+    labels = torch.where(selected, input_ids, -100)
     u = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
-    masked = input_ids.clone()
-    masked[selected & (u < mask_prob)] = ids.mask_id
-    random_slot = selected & (u >= mask_prob) & (u < mask_prob + random_prob)
-    if random_slot.any():
+    masked = torch.where(selected & (u < mask_prob), ids.mask_id, input_ids)
+    if random_prob > 0:  # drawn whether or not a slot needs one: the last use of the generator in a masking call
+        random_slot = selected & (u >= mask_prob) & (u < mask_prob + random_prob)
         draws = torch.randint(
             ids.random_low, ids.vocab_size, input_ids.shape, generator=generator, device=input_ids.device
         )
-        masked[random_slot] = draws[random_slot]
+        masked = torch.where(random_slot, draws, masked)
     return masked, labels
 
 
@@ -115,8 +145,18 @@ class MaskingStrategy:
         masked, labels = apply_replacement(input_ids, selected, self.ids, self.mask_prob, self.random_prob, generator)
         return MaskedBatch(masked, labels, selected, {})
 
+    def max_count(self, seq_len: int) -> int:
+        """The most positions ``select`` chooses in a row of ``seq_len`` tokens: the width of the static index
+        (``static_positions``) on the static-shape path. A strategy that selects more than round(ratio x real
+        tokens) per row must say so here."""
+        return max_mask_count(seq_len, self.ratio)
+
+    static = False  # set by the engine on the static-shape path: no host synchronisation, no data-dependent size
+
     def observe(self, masked: MaskedBatch, logits: torch.Tensor) -> None:
-        """Called with the training forward's sparse logits (rows = selected positions); default: nothing."""
+        """Called with the training forward's sparse logits: rows = the selected positions in row-major order, or
+        on the static-shape path the rows of ``masked.positions`` (padding rows have label -100); default:
+        nothing."""
 
     scoring_seconds = 0.0  # time spent in scorer forwards (charged to the budget unless configured otherwise)
 

@@ -17,11 +17,10 @@ random). k is fixed per sequence, as for random masking.
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from ..objectives import entropy
+from ..runtime import Timer
 from .base import (
     MaskedBatch,
     MaskingStrategy,
@@ -30,9 +29,10 @@ from .base import (
     candidate_mask,
     mask_counts,
     register_masking,
+    static_positions,
     top_k_positions,
 )
-from .teacher import pool_entropy
+from .teacher import pool_entropy, static_pool_entropy
 
 RULES = ("high", "low", "sample", "mixed")
 SOURCES = ("teacher", "self")
@@ -84,7 +84,8 @@ class EntropyMasking(MaskingStrategy):
         self.precision = precision
         self.token_entropy: torch.Tensor | None = None  # (V,) running average, token-stats scoring
         self.token_seen = torch.zeros(ids.vocab_size, dtype=torch.bool)  # (V,) observed at least once
-        self.scoring_seconds = 0.0
+        self.timer = Timer()  # scorer forwards (lazy on the static-shape path on a GPU: no synchronisation)
+        self.score_static = static_pool_entropy  # the engine may swap in a compiled version
         self.last_scored: tuple[torch.Tensor, torch.Tensor] | None = None  # (pool mask, entropies) of the last batch
         self.keep_logits = False
         self._pool_logits: torch.Tensor | None = None
@@ -99,6 +100,19 @@ class EntropyMasking(MaskingStrategy):
             self_warmup=config.self_warmup, teacher=teacher, precision=precision,
         )  # fmt: skip
 
+    @property
+    def scoring_seconds(self) -> float:
+        return self.timer.seconds
+
+    def max_pool_count(self, seq_len: int) -> int:
+        """The largest candidate pool of a row (the width of the pool's static index), worked out once per length
+        on the host with the operations ``score_pool`` uses."""
+        widths = self.__dict__.setdefault("_pool_widths", {})
+        if seq_len not in widths:
+            k = torch.tensor([self.max_count(seq_len)])
+            widths[seq_len] = int(torch.minimum(torch.ceil(k.float() * self.pool).long(), torch.tensor([seq_len]))[0])
+        return widths[seq_len]
+
     def shares_scoring_forward(self, teacher) -> bool:
         return teacher is not None and teacher is self.teacher and self.scoring == "candidates"
 
@@ -109,9 +123,18 @@ class EntropyMasking(MaskingStrategy):
             raise RuntimeError("no scoring forward kept: set keep_logits and score a batch first")
         return self._pool_logits[self._pool_index[rows][selected]]
 
+    def teacher_rows_static(self, positions: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+        """``teacher_rows`` at a (b, K) static index of the batch rows ``rows`` (padding entries give some pool
+        row; their label is -100, so they carry no weight)."""
+        if self._pool_logits is None:
+            raise RuntimeError("no scoring forward kept: set keep_logits and score a batch first")
+        index = self._pool_index[rows].gather(1, positions).reshape(-1).clamp(min=0)
+        return self._pool_logits.index_select(0, index)
+
     # ----------------------------------------------------------------------------------------- scoring
 
     def _scorer_entropy(self, model, input_ids: torch.Tensor, positions: torch.Tensor):
+        """Entropy at the pool: ``positions`` a (B, T) mask, or on the static-shape path a (B, K) static index."""
         scorer = self.teacher if self.source == "teacher" else model
         was_training = scorer.training
         scorer.eval()
@@ -119,7 +142,9 @@ class EntropyMasking(MaskingStrategy):
             with torch.no_grad():
                 dtype = torch.bfloat16 if self.precision == "bf16" else None
                 with torch.autocast(input_ids.device.type, dtype=dtype, enabled=dtype is not None):
-                    return pool_entropy(scorer, input_ids, positions, keep_logits=self.keep_logits)
+                    if positions.dtype == torch.bool:
+                        return pool_entropy(scorer, input_ids, positions, keep_logits=self.keep_logits)
+                    return self.score_static(scorer, input_ids, positions, self.keep_logits)
         finally:
             scorer.train(was_training)
 
@@ -128,24 +153,42 @@ class EntropyMasking(MaskingStrategy):
         pool_counts = torch.minimum(torch.ceil(counts.float() * self.pool).long(), candidates.sum(1))
         u = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
         pool = top_k_positions(u.masked_fill(~candidates, float("-inf")), pool_counts)
-        start = time.perf_counter()
-        h, logits = self._scorer_entropy(model, input_ids.masked_fill(pool, self.ids.mask_id), pool)  # (n_pool,)
-        if self.keep_logits:  # (n_pool, V), for distillation from the same forward
-            self._pool_logits = logits
-            self._pool_index = torch.full(input_ids.shape, -1, dtype=torch.long, device=input_ids.device)
-            self._pool_index[pool] = torch.arange(logits.shape[0], device=input_ids.device)
-        if input_ids.device.type == "cuda":
-            torch.cuda.synchronize(input_ids.device)
-        self.scoring_seconds += time.perf_counter() - start
+        if self.static:
+            return pool, self._score_pool_static(model, input_ids, pool)
+        with self.timer.region(input_ids.device):
+            h, logits = self._scorer_entropy(model, input_ids.masked_fill(pool, self.ids.mask_id), pool)  # (n_pool,)
+            if self.keep_logits:  # (n_pool, V), for distillation from the same forward
+                self._pool_logits = logits
+                self._pool_index = torch.full(input_ids.shape, -1, dtype=torch.long, device=input_ids.device)
+                self._pool_index[pool] = torch.arange(logits.shape[0], device=input_ids.device)
         scores = torch.full(input_ids.shape, float("-inf"), device=input_ids.device)
         scores[pool] = h
         return pool, scores
+
+    def _score_pool_static(self, model, input_ids: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+        """The static-shape scoring: the pool as a (B, Kp) static index, one forward at its B x Kp rows (padding
+        rows scored too, then ignored), scores written back with a scatter: no data-dependent size."""
+        positions = static_positions(pool, self.max_pool_count(input_ids.shape[1]))
+        in_pool = pool.gather(1, positions)
+        with self.timer.region(input_ids.device):
+            h, logits = self._scorer_entropy(model, input_ids.masked_fill(pool, self.ids.mask_id), positions)
+            if self.keep_logits:  # (B x Kp, V); _pool_index maps a position to its row (-1 outside the pool)
+                self._pool_logits = logits
+                rows = torch.arange(logits.shape[0], device=input_ids.device).view_as(positions)
+                self._pool_index = torch.full(input_ids.shape, -1, dtype=torch.long, device=input_ids.device)
+                self._pool_index.scatter_(1, positions, rows.masked_fill(~in_pool, -1))
+        h = h.view_as(positions).masked_fill(~in_pool, float("-inf"))
+        return torch.full(input_ids.shape, float("-inf"), device=input_ids.device).scatter(1, positions, h)
 
     def score_token_stats(self, input_ids, candidates) -> tuple[torch.Tensor, torch.Tensor]:
         table = self._table(input_ids.device)
         seen = self.token_seen.to(input_ids.device)
         # a token never observed yet counts as average, so "high" does not chase unseen rare tokens forever
-        prior = table[seen].mean() if seen.any() else table.new_tensor(0.0)
+        if self.static:  # the same average, without a data-dependent size or a host-side test
+            n_seen = seen.sum()
+            prior = torch.where(n_seen > 0, (table * seen).sum() / n_seen.clamp(min=1), 0.0)
+        else:
+            prior = table[seen].mean() if seen.any() else table.new_tensor(0.0)
         scores = torch.where(seen[input_ids], table[input_ids], prior).masked_fill(~candidates, float("-inf"))
         return candidates, scores
 
@@ -190,11 +233,14 @@ class EntropyMasking(MaskingStrategy):
                 pool, scores = self.score_token_stats(input_ids, candidates)
             selected = self.choose(scores, pool, counts, generator)
             self.last_scored = (pool, scores)
-            chosen, scored = scores[selected], scores[pool]
-            stats = {
-                "entropy_chosen": float(chosen[torch.isfinite(chosen)].mean()) if selected.any() else 0.0,
-                "entropy_scored": float(scored[torch.isfinite(scored)].mean()) if pool.any() else 0.0,
-            }
+            if self.static:  # kept on the device; read only if the step is logged
+                stats = {"entropy_chosen": _finite_mean(scores, selected), "entropy_scored": _finite_mean(scores, pool)}
+            else:
+                chosen, scored = scores[selected], scores[pool]
+                stats = {
+                    "entropy_chosen": float(chosen[torch.isfinite(chosen)].mean()) if selected.any() else 0.0,
+                    "entropy_scored": float(scored[torch.isfinite(scored)].mean()) if pool.any() else 0.0,
+                }
         masked, labels = apply_replacement(input_ids, selected, self.ids, self.mask_prob, self.random_prob, generator)
         return MaskedBatch(masked, labels, selected, stats)
 
@@ -202,6 +248,9 @@ class EntropyMasking(MaskingStrategy):
     def observe(self, masked: MaskedBatch, logits: torch.Tensor) -> None:
         """token-stats: fold the training forward's entropies at the masked positions into the per-token average."""
         if self.scoring != "token-stats" or logits.shape[0] == 0:
+            return
+        if masked.positions is not None:
+            self._observe_static(masked, logits)
             return
         table = self._table(logits.device)
         ids = masked.labels[masked.labels != -100]
@@ -217,6 +266,26 @@ class EntropyMasking(MaskingStrategy):
         table[first] = sums[first] / seen[first]  # first observation: take it as is
         self.token_seen = self.token_seen.to(hit.device) | hit
 
+    def _observe_static(self, masked: MaskedBatch, logits: torch.Tensor) -> None:
+        """``observe`` on the static-shape path: rows are those of ``masked.positions``, padding rows (label
+        -100) weigh nothing; element-wise updates only."""
+        table = self._table(logits.device)
+        ids = masked.labels.gather(1, masked.positions).reshape(-1)
+        if logits.shape[0] > self.stats_rows:
+            rows = torch.linspace(0, logits.shape[0] - 1, self.stats_rows, device=logits.device).long()
+            logits, ids = logits[rows], ids[rows]
+        weight = (ids != -100).float()
+        ids = ids.clamp(min=0)
+        h = entropy(logits.detach()) * weight
+        sums = torch.zeros_like(table).index_add_(0, ids, h)
+        seen = torch.zeros_like(table).index_add_(0, ids, weight)
+        hit = seen > 0
+        known = self.token_seen.to(hit.device)
+        mean = sums / seen.clamp(min=1)
+        table.copy_(torch.where(hit & known, (1 - self.momentum) * table + self.momentum * mean, table))
+        table.copy_(torch.where(hit & ~known, mean, table))  # first observation: take it as is
+        self.token_seen = known | hit
+
     def state_dict(self) -> dict:
         table = None if self.token_entropy is None else self.token_entropy.cpu()
         return {"token_entropy": table, "token_seen": self.token_seen.cpu()}
@@ -226,3 +295,9 @@ class EntropyMasking(MaskingStrategy):
             self.token_entropy = state["token_entropy"].clone()
         if state.get("token_seen") is not None:
             self.token_seen = state["token_seen"].clone()
+
+
+def _finite_mean(scores: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """The mean of the finite ``scores`` at ``where`` (0 when there are none), as a device scalar."""
+    keep = where & torch.isfinite(scores)
+    return torch.where(keep, scores, 0.0).sum() / keep.sum().clamp(min=1)

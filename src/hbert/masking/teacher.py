@@ -7,7 +7,8 @@ import os
 
 import torch
 
-from .base import SpecialIds
+from ..runtime import chunk_rows as _chunk_rows
+from .base import SpecialIds, flat_rows
 
 
 class TeacherError(ValueError):
@@ -36,26 +37,22 @@ def sparse_logits(model, input_ids: torch.Tensor, positions: torch.Tensor, batch
     return torch.cat(parts)
 
 
-def pool_entropy(
-    model, input_ids: torch.Tensor, positions: torch.Tensor, keep_logits: bool = False, chunk_rows: int = 128
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Entropy (n,) of the model's predictions at the True entries of ``positions``, running the vocabulary head
-    ``chunk_rows`` rows at a time, so that neither a B x T x V nor an n x V tensor is held (unless
-    ``keep_logits``, for distillation from the same forward)."""
+def _encoder_and_head(model):
+    """(encoder, vocabulary head) of an hbert or BERT-style masked LM; (None, None) for other models."""
     from ..modeling import HBertForMaskedLM
+
+    if isinstance(model, HBertForMaskedLM) or type(model).__name__ == "HBertForMaskedLM":
+        return model.hbert, model.head
+    encoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    head = getattr(model, "cls", None)
+    return (encoder, head) if encoder is not None and head is not None else (None, None)
+
+
+def _head_entropy(head, rows: torch.Tensor, keep_logits: bool, chunk_rows: int | None, vocab: int):
     from ..objectives import entropy
 
-    flat = positions.reshape(-1).nonzero().squeeze(1)
-    if isinstance(model, HBertForMaskedLM) or type(model).__name__ == "HBertForMaskedLM":
-        encoder, head = model.hbert, model.head
-    else:
-        encoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
-        head = getattr(model, "cls", None)
-    if encoder is None or head is None:
-        logits = sparse_logits(model, input_ids, positions)
-        return entropy(logits), logits if keep_logits else None
-    hidden = encoder(input_ids).last_hidden_state
-    rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, flat)
+    if chunk_rows is None:  # a chunk's logits and entropy temporaries: 128 rows on a CPU, by memory on a GPU
+        chunk_rows = _chunk_rows(rows.device, 4 * 4 * vocab, 128)
     out = torch.empty(rows.shape[0], dtype=torch.float32, device=rows.device)
     kept = []
     for start in range(0, rows.shape[0], chunk_rows):
@@ -64,6 +61,49 @@ def pool_entropy(
         if keep_logits:
             kept.append(logits)
     return out, torch.cat(kept) if keep_logits else None
+
+
+def pool_entropy(
+    model, input_ids: torch.Tensor, positions: torch.Tensor, keep_logits: bool = False, chunk_rows: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Entropy (n,) of the model's predictions at the True entries of ``positions``, running the vocabulary head
+    ``chunk_rows`` rows at a time (128 on a CPU, by memory on a GPU), so that neither a B x T x V nor an n x V
+    tensor is held (unless ``keep_logits``, for distillation from the same forward)."""
+    from ..objectives import entropy
+
+    flat = positions.reshape(-1).nonzero().squeeze(1)
+    encoder, head = _encoder_and_head(model)
+    if encoder is None:
+        logits = sparse_logits(model, input_ids, positions)
+        return entropy(logits), logits if keep_logits else None
+    hidden = encoder(input_ids).last_hidden_state
+    rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, flat)
+    return _head_entropy(head, rows, keep_logits, chunk_rows, model.config.vocab_size)
+
+
+def static_logits(model, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """(B x K, V) logits at the (B, K) static index ``positions`` (``static_positions``), row-major: no
+    data-dependent size, so it compiles into one graph and never waits for the GPU."""
+    encoder, head = _encoder_and_head(model)
+    rows = flat_rows(positions, input_ids.shape[1])
+    if encoder is None:
+        logits = model(input_ids).logits
+        return logits.reshape(-1, logits.shape[-1]).index_select(0, rows)
+    hidden = encoder(input_ids).last_hidden_state
+    return head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows))
+
+
+def static_pool_entropy(model, input_ids: torch.Tensor, positions: torch.Tensor, keep_logits: bool = False):
+    """``pool_entropy`` at a (B, K) static index: entropy (B x K,) and, with ``keep_logits``, the logits."""
+    encoder, head = _encoder_and_head(model)
+    if encoder is None:
+        from ..objectives import entropy
+
+        logits = static_logits(model, input_ids, positions)
+        return entropy(logits), logits if keep_logits else None
+    hidden = encoder(input_ids).last_hidden_state
+    rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, flat_rows(positions, input_ids.shape[1]))
+    return _head_entropy(head, rows, keep_logits, None, model.config.vocab_size)
 
 
 def _teacher_special_ids(path: str, config) -> dict[str, int | None]:
@@ -110,7 +150,7 @@ def load_teacher(path: str, device: torch.device, precision: str, student_vocab:
     """Load a masked-LM teacher (an hbert checkpoint, a Hugging Face BERT, or a hub name when online), check its
     vocabulary, and put it in eval mode on the training device, optionally in bf16. A teacher that ships its own
     code loads only with ``trust_remote_code``."""
-    from transformers import AutoConfig, AutoModelForMaskedLM
+    from transformers import AutoModelForMaskedLM
 
     from ..remote import auto_from_pretrained
 
@@ -118,17 +158,36 @@ def load_teacher(path: str, device: torch.device, precision: str, student_vocab:
 
     if not path:
         raise TeacherError("masking.source=teacher needs masking.teacher=PATH_OR_HUB_NAME")
-    try:
-        config = auto_from_pretrained(AutoConfig, path, trust_remote_code, option)
-    except OSError as err:
-        raise TeacherError(f"teacher {path!r} cannot be loaded ({err}); accepted: a masked-LM checkpoint folder, "
-                           f"or a hub name such as bert-base-uncased when the hub is reachable") from err  # fmt: skip
+    config = teacher_config(path, trust_remote_code)
     check_teacher(path, config, student_vocab, student_tokenizer)
     model = auto_from_pretrained(AutoModelForMaskedLM, path, trust_remote_code, option)
     model.requires_grad_(False)
     if precision == "bf16":
         model.to(torch.bfloat16)
     return model.to(device).eval()
+
+
+def teacher_config(path: str, trust_remote_code: bool = False):
+    """The teacher's configuration: a quick look before any training (and before any weights load) that the
+    teacher can be had at all. A hub name the hub cannot serve (no network, and not in the local cache) is one
+    line naming it and the way out: a local checkpoint folder."""
+    from transformers import AutoConfig
+
+    from ..remote import auto_from_pretrained
+
+    try:
+        return auto_from_pretrained(AutoConfig, path, trust_remote_code, "masking.trust_remote_code=true")
+    except OSError as err:
+        if os.path.isdir(path):
+            reason = f"the folder holds no loadable config.json ({str(err).splitlines()[0][:150]})"
+        elif os.path.sep in path and not os.path.exists(os.path.dirname(path) or "."):
+            reason = "no such folder"
+        else:
+            reason = "not a local folder, and the Hugging Face hub cannot serve it (no network, not in the local cache)"
+        raise TeacherError(
+            f"teacher {path!r} cannot be loaded: {reason}; accepted: a masked-LM checkpoint folder with the "
+            f"corpus tokenizer's vocabulary (in a recipe: reference=PATH), or a hub name when the hub is reachable"
+        ) from err
 
 
 class TeacherCache:
@@ -151,4 +210,14 @@ class TeacherCache:
         return self._loaded[path]
 
 
-__all__ = ["SpecialIds", "TeacherCache", "TeacherError", "check_teacher", "load_teacher", "sparse_logits"]
+__all__ = [
+    "SpecialIds",
+    "TeacherCache",
+    "TeacherError",
+    "check_teacher",
+    "load_teacher",
+    "sparse_logits",
+    "static_logits",
+    "static_pool_entropy",
+    "teacher_config",
+]

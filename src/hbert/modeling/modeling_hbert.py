@@ -330,6 +330,7 @@ class HBertForMaskedLM(HBertPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         sparse_logits: bool = False,
+        masked_positions: torch.Tensor | None = None,
     ) -> HBertMaskedLMOutput | tuple:
         """``labels`` (B, T): target ids at the positions to predict, -100 elsewhere.
 
@@ -338,6 +339,12 @@ class HBertForMaskedLM(HBertPreTrainedModel):
         loop and teacher scoring ask for it) the head runs only on the labelled positions and ``logits`` is
         (n_labelled, V), with ``masked_labels`` (n_labelled,): most of a small encoder's cost is the
         (tokens x H x V) vocabulary projection.
+
+        ``masked_positions`` (B, K), with ``sparse_logits``: a static index of the labelled positions (each row's
+        labelled positions first, then padding positions whose label is -100; ``hbert.masking.static_positions``).
+        The head then runs on its B x K rows, ``masked_labels`` holds -100 at the padding rows and the loss is the
+        mean over the labelled ones: every size is known before the data is, so a compiled training step has
+        no data-dependent shape and needs no host synchronisation.
         """
         out = self.hbert(
             input_ids, attention_mask, token_type_ids, position_ids, head_mask, inputs_embeds,
@@ -347,10 +354,17 @@ class HBertForMaskedLM(HBertPreTrainedModel):
         loss = masked_labels = None
         if labels is not None and sparse_logits:
             flat_labels = labels.reshape(-1)
-            rows = (flat_labels != -100).nonzero().squeeze(1)
-            logits = self.head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows))  # (n_labelled, V)
+            if masked_positions is None:
+                rows = (flat_labels != -100).nonzero().squeeze(1)
+            else:
+                offsets = torch.arange(labels.shape[0], device=labels.device)[:, None] * labels.shape[1]
+                rows = (masked_positions + offsets).reshape(-1)
+            logits = self.head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows))  # (rows, V)
             masked_labels = flat_labels.index_select(0, rows)
-            loss = cross_entropy(logits, masked_labels)
+            if masked_positions is None:
+                loss = cross_entropy(logits, masked_labels)
+            else:
+                loss = F.cross_entropy(logits.float(), masked_labels, ignore_index=-100)
         else:
             logits = self.head(hidden)  # (B, T, V)
             if labels is not None:

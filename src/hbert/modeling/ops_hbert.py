@@ -6,7 +6,8 @@ function of the standard op. Copied next to saved checkpoints with the modeling 
   rounded to 1/32768). Elsewhere (CUDA's fused Philox kernel, ``torch.compile``) the standard op is used.
 - ``cross_entropy``: mean cross-entropy over the rows of a (n, V) logits matrix. The standard op writes a (n, V)
   log-softmax, then a (n, V) zero tensor and a second (n, V) pass in backward; this one keeps only the row
-  log-sum-exp and writes the gradient (softmax - one-hot) in a single pass.
+  log-sum-exp and writes the gradient (softmax - one-hot) in a single pass, in cache-sized chunks (CPU only:
+  on a GPU each chunk would be a kernel launch, and the standard op is used).
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ class _CrossEntropy(torch.autograd.Function):
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of (n, V) logits against (n,) labels, all of them valid (no ignore index)."""
-    if torch.compiler.is_compiling() or logits.shape[0] == 0:
+    """Mean cross-entropy of (n, V) logits against (n,) labels, all of them valid (no ignore index). The chunked
+    kernel is for CPUs; a GPU (and ``torch.compile``) gets the standard op, a few fused kernels."""
+    if torch.compiler.is_compiling() or logits.shape[0] == 0 or logits.device.type != "cpu":
         return F.cross_entropy(logits.float(), labels)
     return _CrossEntropy.apply(logits, labels)

@@ -61,6 +61,9 @@ class BudgetState:
     charged_seconds: float = 0.0  # wall-clock counted against the budget
     scoring_seconds: float = 0.0  # teacher / scorer forwards (charged unless configured otherwise)
     eval_seconds: float = 0.0  # held-out evaluation (not charged by default)
+    compile_seconds: float = (
+        0.0  # the untimed warm-up (compilation, CUDA start-up) before the clock starts; never charged
+    )
 
     def progress(self, budget: Budget) -> float:
         used = {"time": self.charged_seconds, "tokens": self.tokens, "steps": self.steps}[budget.kind]

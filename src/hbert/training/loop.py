@@ -43,7 +43,7 @@ from .checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from .distributed import Dist, setup_distributed
+from .distributed import Dist, setup_distributed, teardown_distributed
 from .engine import Engine, StepResult, compile_model
 from .errors import TrainingError
 from .init import frozen_parameters, subln_scale, transfer
@@ -323,6 +323,10 @@ class Run:
     nonfinite: int = 0  # non-finite steps in a row
     started: float = dataclasses.field(default_factory=time.time)
     machine: MachineShare | None = None
+    scoring_mark: float = 0.0  # the engine's scoring seconds already charged
+    nonfinite_seen: int = 0  # the engine's count of skipped steps already reported (static-shape path)
+    due: tuple[bool, bool, bool] = (False, False, False)  # evaluation, checkpoint, stop: agreed by every rank
+    signals: _Signals | None = None
 
     @property
     def tokens_per_step(self) -> int:
@@ -343,6 +347,9 @@ def _checked_config(config: PretrainConfig | None, resume: str | None) -> Pretra
 
 def _runtime(config: PretrainConfig) -> tuple[Dist, torch.device, str]:
     """This process's rank, device and precision."""
+    if config.impl.deterministic and device_kind(config.impl.device) == "cuda":
+        # cuBLAS is deterministic only with a fixed workspace (set before its first call; a user's choice stays)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     d = setup_distributed(device_kind(config.impl.device))
     device = resolve_device(config.impl.device, d.local_rank)
     if device.type == "cuda":
@@ -398,9 +405,10 @@ def _restore(state: dict, optimizer, sampler: BlockSampler, masking: MaskingStra
     optimizer.load_state_dict(state["optimizer"])
     sampler.load_state_dict(state["sampler"][d.rank] if isinstance(state["sampler"], list) else state["sampler"])
     masking.load_state_dict(state.get("masking", {}))
-    torch.set_rng_state(state["rng"]["torch"])
-    if device.type == "cuda" and state["rng"].get("cuda") is not None:
-        torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+    rng = state["rng"][d.rank] if isinstance(state["rng"], list) else state["rng"]
+    torch.set_rng_state(rng["torch"])
+    if device.type == "cuda" and rng.get("cuda") is not None:
+        torch.cuda.set_rng_state(rng["cuda"], device)
     return BudgetState(**state["budget"]), state.get("nonfinite", 0)
 
 
@@ -424,6 +432,8 @@ def start_run(config: PretrainConfig, resume: str | None) -> Run:
     masking, objective = _masking_and_objective(config, ids, tokenizer, device)
     buckets = frequency_buckets(corpus, len(tokenizer)).to(device)
     model, init_report, state = _model_and_state(config, run_dir, resume, d, tokenizer, corpus.seq_len)
+    if d.world > 1:  # every rank starts from the same weights (DDP copies rank 0's), but drops out on its own
+        torch.manual_seed(config.train.seed * 1_000_003 + d.rank)
     model.to(device).train()
     optimizer = build_optimizer(model, config, device)
     frozen = frozen_parameters(model, config.init.freeze) if config.init.freeze else []
@@ -432,13 +442,20 @@ def start_run(config: PretrainConfig, resume: str | None) -> Run:
     clock, nonfinite = BudgetState(), 0
     if state is not None:
         clock, nonfinite = _restore(state, optimizer, sampler, masking, d, device)
+    # auto (None): on a GPU and when compiled; YAML reads a bare on / off as true / false
+    static = {"on": True, "true": True, "off": False, "false": False}.get(str(config.impl.static_shapes).lower())
     engine = Engine(model, optimizer, masking, objective, device=device, precision=precision, dist=d,
                     accumulation=accumulation, grad_clip=config.train.grad_clip, frozen=frozen,
-                    compile=config.impl.compile)  # fmt: skip
+                    compile=config.impl.compile, static=static,
+                    compile_backend=config.impl.compile_backend)  # fmt: skip
+    engine.nonfinite_run.fill_(nonfinite)
     eval_set = heldout_eval_set(corpus, ids, config.train.eval_blocks)
     evals = Interval.parse(config.train.eval_every, clock)
     checkpoints = Interval.parse(config.train.checkpoint_every, clock)
     log = _open_run_folder(config, run_dir, d, device, precision)
+    if config.impl.compile or device.type == "cuda":  # compilation and CUDA start-up, before the clock starts
+        blocks = np.asarray(corpus.blocks("train")[:per_rank]).astype(np.int64)
+        clock.compile_seconds += d.max_of(engine.warm_up(torch.from_numpy(blocks).to(device)), device=device)
     return Run(config, run_dir, budget, corpus, tokenizer, d, device, precision, engine, sampler, per_rank, clock,
                init_report, eval_set, buckets, evals, checkpoints, log, nonfinite, machine=MachineShare(device.type))  # fmt: skip
 
@@ -449,7 +466,10 @@ def start_run(config: PretrainConfig, resume: str | None) -> Run:
 def _next_batch(run: Run) -> torch.Tensor:
     """(per_rank, T) this rank's next blocks, on the device."""
     rows = np.sort(run.sampler.take(run.per_rank))
-    return torch.from_numpy(run.corpus.blocks("train")[rows].astype(np.int64)).to(run.device, non_blocking=True)
+    batch = torch.from_numpy(run.corpus.blocks("train")[rows].astype(np.int64))
+    if run.device.type == "cuda":  # a copy from pageable memory would wait for the GPU's queue to drain
+        batch = batch.pin_memory()
+    return batch.to(run.device, non_blocking=True)
 
 
 def _step_generator(run: Run) -> torch.Generator:
@@ -473,6 +493,10 @@ def _count_nonfinite(run: Run, result: StepResult) -> None:
     if run.d.main:
         print(f"hbert pretrain: non-finite loss at step {run.clock.steps}; step skipped "
               f"({run.nonfinite} in a row)", file=sys.stderr)  # fmt: skip
+    _stop_if_too_many(run)
+
+
+def _stop_if_too_many(run: Run) -> None:
     if run.nonfinite >= run.config.train.max_nonfinite:
         run.log.close()
         raise TrainingError(
@@ -481,13 +505,41 @@ def _count_nonfinite(run: Run, result: StepResult) -> None:
         )
 
 
+def _count_nonfinite_on_device(run: Run) -> None:
+    """The static-shape path: the engine counts skipped steps on the device; read here, on logged steps."""
+    total = int(run.engine.nonfinite_total)
+    run.nonfinite = int(run.engine.nonfinite_run)
+    if total > run.nonfinite_seen and run.d.main:
+        print(f"hbert pretrain: {total - run.nonfinite_seen} step(s) with a non-finite loss skipped up to step "
+              f"{run.clock.steps} ({run.nonfinite} in a row)", file=sys.stderr)  # fmt: skip
+    run.nonfinite_seen = total
+    _stop_if_too_many(run)
+
+
 def _charge(run: Run, seconds: float, scoring: float) -> None:
-    """Count the step against the budget; every rank charges the slowest rank's time, so they stop together."""
+    """Count the step against the budget; every rank charges the slowest rank's time, so they stop together. The
+    same all-reduce decides whether an evaluation, a checkpoint or a stop is due (``run.due``)."""
     run.clock.steps += 1
     run.clock.tokens += run.tokens_per_step
     run.clock.scoring_seconds += scoring
     charged = seconds if run.config.train.charge_scoring else max(0.0, seconds - scoring)
-    run.clock.charged_seconds += run.d.max_of(charged, device=run.device)
+    now = time.time()
+    stop = run.signals is not None and run.signals.received is not None
+    charged, *due = run.d.max_and_any(charged, run.evals.due(run.clock, now), run.checkpoints.due(run.clock, now),
+                                      stop, device=run.device)  # fmt: skip
+    run.clock.charged_seconds += charged
+    run.due = tuple(due)
+
+
+def _settle_scoring(run: Run) -> None:
+    """The static-shape path times scorer forwards with CUDA events and reads them only here (logged steps):
+    their seconds since the last reading are recorded, and taken off the charged time without charge_scoring."""
+    total = run.engine.scoring_seconds
+    spent, run.scoring_mark = total - run.scoring_mark, total
+    run.clock.scoring_seconds += spent
+    if not run.config.train.charge_scoring:
+        spent = -run.d.max_of(-spent, device=run.device)  # the same on every rank: their clocks must agree
+        run.clock.charged_seconds = max(0.0, run.clock.charged_seconds - spent)
 
 
 def _step_record(run: Run, lr: float) -> dict:
@@ -510,14 +562,23 @@ def train_step(run: Run) -> None:
     lr = train.lr * lr_multiplier(progress, train.schedule, train.warmup)
     set_lr(run.engine.optimizer, lr)
     measured = _measured(run)
-    scoring_before = run.engine.scoring_seconds
+    lazy = run.engine.static  # the static-shape path reads the device on logged steps only
     freeze = progress < run.config.init.freeze_fraction
     result = run.engine.step(_next_batch(run), _step_generator(run), progress, freeze=freeze, measure=measured)
-    _count_nonfinite(run, result)
+    if not lazy:
+        _count_nonfinite(run, result)
     seconds = time.perf_counter() - started
-    _charge(run, seconds, run.engine.scoring_seconds - scoring_before)
+    scoring = 0.0
+    if not lazy:
+        scoring, run.scoring_mark = run.engine.scoring_seconds - run.scoring_mark, run.engine.scoring_seconds
+    _charge(run, seconds, scoring)
     stats = {**result.masked.stats, **bucket_shares(run.buckets, result.masked)} if measured else None
     run.log.window.add(result, seconds, measured, stats)
+    if lazy and (measured or run.clock.exhausted(run.budget)):
+        _settle_scoring(run)
+        _count_nonfinite_on_device(run)
+    if not lazy or measured or run.clock.exhausted(run.budget):
+        run.log.window.settle()
     if run.log.window.steps and (measured or run.clock.exhausted(run.budget)):
         run.log.step_record(_step_record(run, lr), run.clock.charged_seconds)
 
@@ -529,6 +590,9 @@ def training_state(run: Run) -> dict:
     """The resumable state saved beside the weights (tensors, numbers and strings only)."""
     rng = {"torch": torch.get_rng_state(),
            "cuda": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None}  # fmt: skip
+    if run.engine.static:
+        run.nonfinite = int(run.engine.nonfinite_run)
+    rng = run.d.gather(rng) if run.d.world > 1 else rng  # each rank's own dropout stream
     return {"optimizer": run.engine.optimizer.state_dict(), "sampler": run.d.gather(run.sampler.state_dict()),
             "budget": dataclasses.asdict(run.clock), "nonfinite": run.nonfinite, "rng": rng,
             "config": to_dict(run.config), "init_report": run.init_report,
@@ -566,16 +630,13 @@ def evaluate_now(run: Run) -> None:
 
 
 def between_steps(run: Run, signals: _Signals) -> bool:
-    """Evaluate and checkpoint when due, decided by all ranks together (a rank's clock alone could disagree);
-    True when a signal asks the run to stop, after its checkpoint."""
+    """Evaluate and checkpoint when due, decided by all ranks together (a rank's clock alone could disagree: the
+    step's one all-reduce, in ``_charge``, agreed on ``run.due``); True when a signal asks the run to stop, after
+    its checkpoint."""
     done = run.clock.exhausted(run.budget)
-    now = time.time()
-    eval_due, checkpoint_due, stop = run.d.any_of(
-        not done and run.evals.due(run.clock, now),
-        not done and run.checkpoints.due(run.clock, now),
-        signals.received is not None,
-        device=run.device,
-    )
+    eval_due, checkpoint_due, stop = run.due
+    eval_due, checkpoint_due = eval_due and not done, checkpoint_due and not done
+    stop = stop or signals.received is not None if run.d.world == 1 else stop
     if eval_due:
         evaluate_now(run)
     if stop:
@@ -623,7 +684,13 @@ def finish(run: Run, status: str) -> dict:
     if status == "completed":
         _final_evaluation(run, summary)
     summary["wall_seconds"] = time.time() - run.started
+    summary["static_shapes"] = run.engine.static
     summary["compiled"] = run.config.impl.compile and run.engine.compiled
+    if run.config.impl.compile:
+        summary["compile"] = run.engine.compile_stats()
+        if summary["compile"]["recompile_limit_hits"]:  # dynamo then ran some calls eager: not a compiled run
+            summary["compiled"] = False
+            run.engine.notes.append("torch.compile hit its recompile limit; some steps ran eager")
     summary["masking"] = run.config.masking.kind
     summary["kd_alpha"] = run.config.objective.kd.alpha
     if run.engine.notes:
@@ -644,12 +711,16 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
     """Run (or resume) a budgeted pretraining run; returns the summary (also written to ``summary.json``).
     With ``resume`` and no ``config``, the run's saved configuration is used."""
     config = _checked_config(config, resume)
-    run = start_run(config, resume)
-    status = "completed"
-    with _Signals() as signals:
-        while not run.clock.exhausted(run.budget):
-            train_step(run)
-            if between_steps(run, signals):
-                status = "interrupted"
-                break
-    return finish(run, status)
+    try:
+        run = start_run(config, resume)
+        status = "completed"
+        with _Signals() as signals:
+            run.signals = signals
+            while not run.clock.exhausted(run.budget):
+                train_step(run)
+                if between_steps(run, signals):
+                    status = "interrupted"
+                    break
+        return finish(run, status)
+    finally:
+        teardown_distributed()

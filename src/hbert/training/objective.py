@@ -6,14 +6,14 @@ micro-batch losses the loss of the whole batch (each micro-batch weighs by its s
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterator
 
 import torch
 
 from ..masking.base import MaskedBatch
-from ..masking.teacher import sparse_logits
+from ..masking.teacher import sparse_logits, static_logits
 from ..objectives import kd_loss
+from ..runtime import Timer
 from .errors import TrainingError
 
 
@@ -24,9 +24,9 @@ def micro_batches(full: MaskedBatch, accumulation: int) -> Iterator[tuple[slice,
     n_labelled = (full.labels != -100).sum().clamp(min=1)
     for m in range(accumulation):
         rows = slice(m * micro, (m + 1) * micro)
-        part = dataclasses.replace(
-            full, input_ids=full.input_ids[rows], labels=full.labels[rows], selected=full.selected[rows]
-        )
+        positions = None if full.positions is None else full.positions[rows]
+        part = dataclasses.replace(full, input_ids=full.input_ids[rows], labels=full.labels[rows],
+                                   selected=full.selected[rows], positions=positions)  # fmt: skip
         yield rows, part, (part.labels != -100).sum() / n_labelled
 
 
@@ -49,25 +49,31 @@ class PretrainObjective:
                 "masking.scoring=candidates and the same teacher for both"
             )
         masking.keep_logits = self.use_kd and self.reuse
-        self.kd_seconds = 0.0
+        self.timer = Timer()  # teacher forwards (lazy on the static-shape path on a GPU: no synchronisation)
+        self.teacher_logits_static = static_logits  # the engine may swap in a compiled version
+
+    @property
+    def kd_seconds(self) -> float:
+        return self.timer.seconds
 
     def __call__(self, out, masked: MaskedBatch, rows: slice, share: torch.Tensor):
         """(weighted loss, KD term) of a micro-batch from the student's sparse-head output ``out``."""
         if not self.use_kd:
             return out.loss * share, torch.zeros((), device=self.device)
-        kd_term = kd_loss(out.logits, self.teacher_logits(masked, rows), self.temperature)
+        valid = None if masked.positions is None else out.masked_labels != -100  # static index: padding rows
+        kd_term = kd_loss(out.logits, self.teacher_logits(masked, rows), self.temperature, valid)
         return (self.alpha * out.loss + (1 - self.alpha) * kd_term) * share, kd_term.detach()
 
     @torch.no_grad()
     def teacher_logits(self, masked: MaskedBatch, rows: slice) -> torch.Tensor:
-        """(n_masked, V) teacher logits at the micro-batch's masked positions, in row-major order."""
-        start = time.perf_counter()
-        if self.reuse:
-            logits = self.masking.teacher_rows(masked.selected, rows)
-        else:
+        """(n_masked, V) teacher logits at the micro-batch's masked positions, in row-major order (on the
+        static-shape path: at the rows of ``masked.positions``)."""
+        with self.timer.region(self.device):
+            if self.reuse and masked.positions is not None:
+                return self.masking.teacher_rows_static(masked.positions, rows)
+            if self.reuse:
+                return self.masking.teacher_rows(masked.selected, rows)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.teacher_bf16):
-                logits = sparse_logits(self.teacher, masked.input_ids, masked.selected)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self.kd_seconds += time.perf_counter() - start
-        return logits
+                if masked.positions is not None:
+                    return self.teacher_logits_static(self.teacher, masked.input_ids, masked.positions)
+                return sparse_logits(self.teacher, masked.input_ids, masked.selected)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 @dataclasses.dataclass
 class Window:
-    """Sums over the steps since the last logged record (skipped, non-finite steps add time but no loss)."""
+    """Sums over the steps since the last logged record (skipped, non-finite steps add time but no loss). A step's
+    numbers stay on the device until ``settle`` reads them (on a GPU, reading is a wait: once per logged step)."""
 
     loss: float = 0.0
     ce: float = 0.0
@@ -20,18 +21,28 @@ class Window:
     steps: int = 0
     seconds: float = 0.0
     masking: dict = dataclasses.field(default_factory=dict)
+    pending: list = dataclasses.field(default_factory=list)
 
     def add(self, result, seconds: float, measured: bool, masking_stats: dict | None = None) -> None:
-        if result.finite:
-            self.loss += float(result.loss)
-            self.ce += float(result.ce)
-            self.kd += float(result.kd)
-            self.steps += 1
+        self.pending.append((result.finite, result.loss, result.ce, result.kd))
         if measured:
             self.masking = masking_stats or {}
-            self.correct += int(result.correct)
-            self.n += result.n
+            self.pending.append((result.correct, result.n))
         self.seconds += seconds
+
+    def settle(self) -> None:
+        """Read the pending steps' numbers, in order."""
+        for item in self.pending:
+            if len(item) == 2:
+                self.correct += int(item[0])
+                self.n += int(item[1])
+            elif bool(item[0]):
+                self.loss += float(item[1])
+                self.ce += float(item[2])
+                self.kd += float(item[3])
+                self.steps += 1
+        self.pending.clear()
+        self.masking = {k: v if isinstance(v, (int, float)) else float(v) for k, v in self.masking.items()}
 
     def averages(self, tokens_per_step: int) -> dict:
         return {
