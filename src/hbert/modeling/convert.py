@@ -76,7 +76,13 @@ def hbert_config_from_bert(bert_config: BertConfig) -> HBertConfig:
 def from_hf_bert(source: BertForMaskedLM | str | os.PathLike) -> HBertForMaskedLM:
     """Convert a Hugging Face ``BertForMaskedLM`` (a live model, or a checkpoint folder / hub name) into an
     ``HBertForMaskedLM`` of the ``bert`` preset with the same outputs."""
-    bert = source if isinstance(source, BertForMaskedLM) else BertForMaskedLM.from_pretrained(source)
+    if isinstance(source, BertForMaskedLM):
+        bert = source
+    else:
+        from ..remote import check_complete
+
+        bert, info = BertForMaskedLM.from_pretrained(source, output_loading_info=True)
+        check_complete(bert, info, source, new_head=False)
     config = hbert_config_from_bert(bert.config)
     theirs = bert.state_dict()
     model = HBertForMaskedLM(config)
@@ -100,11 +106,14 @@ def from_hf_bert(source: BertForMaskedLM | str | os.PathLike) -> HBertForMaskedL
     return model.to(next(bert.parameters()).dtype)
 
 
-def _checkpoint_config(path: str | os.PathLike):
-    """The config of a checkpoint folder that holds an hbert or a Hugging Face BERT model; any other is refused."""
+def _checkpoint_config(path: str | os.PathLike, trust_remote_code: bool = False, option: str | None = None):
+    """The config of a checkpoint folder that holds an hbert or a Hugging Face BERT model; any other is refused.
+    A config that ships its own code is refused unless ``trust_remote_code`` (``option`` names the opt-in)."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(path)
+    from ..remote import auto_from_pretrained
+
+    config = auto_from_pretrained(AutoConfig, str(path), trust_remote_code, option)
     if config.model_type not in ("hbert", "bert"):
         raise ValueError(f"{path}: model_type {config.model_type!r} is not supported; accepted: hbert, bert")
     return config
@@ -120,10 +129,15 @@ def hbert_config_of(path: str | os.PathLike) -> HBertConfig:
 
 def load_hbert_or_bert(path: str | os.PathLike) -> HBertForMaskedLM:
     """The masked-LM model of a checkpoint folder: an hbert checkpoint as saved, a Hugging Face BERT converted to
-    the ``bert`` preset (same outputs)."""
+    the ``bert`` preset (same outputs). Neither runs code shipped in the folder, and a load that would leave
+    weights at their random initialisation is refused (``remote.IncompleteWeightsError``)."""
+    from ..remote import check_complete
+
     if _checkpoint_config(path).model_type == "bert":
         return from_hf_bert(path)
-    return HBertForMaskedLM.from_pretrained(path)
+    model, info = HBertForMaskedLM.from_pretrained(path, output_loading_info=True)
+    check_complete(model, info, path, new_head=False)
+    return model
 
 
 def to_hf_bert(model: HBertForMaskedLM) -> BertForMaskedLM:
