@@ -2,7 +2,12 @@
 non-zero exit, exactly one error line that names the problem (and, where there is a choice, what is accepted), no
 traceback, nothing left behind in its folder and nothing changed in the shared run, corpus and checkpoints.
 
-The tiny corpus, run and checkpoints are built once for the module; the cases run two at a time."""
+Every case answers "y" to any question on its standard input: a loader that asked whether to run a checkpoint's
+own code would run it, and the planted code would leave a file in a folder that must stay byte-identical.
+
+The tiny corpus, run and checkpoints are built once for the module; the cases run two at a time. ``CASES`` holds
+the first pass, ``ISSUE_CASES`` the inputs the second hostile-input pass reported, ``OWN_CASES`` further inputs
+found while fixing those."""
 
 from __future__ import annotations
 
@@ -45,6 +50,30 @@ def make_foreign_checkpoint(folder: Path) -> Path:
     return folder
 
 
+EVIL_TOKENIZER = """import pathlib
+pathlib.Path(MARKER).write_text("remote code ran")
+from transformers import BertTokenizer
+
+
+class EvilTokenizer(BertTokenizer):
+    pass
+"""
+
+
+def plant_tokenizer_code(folder: Path) -> Path:
+    """Make the tokenizer in ``folder`` name a class of its own, defined in a shipped file that leaves a marker."""
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["tokenizer_class"] = "EvilTokenizer"
+    config["auto_map"] = {"AutoTokenizer": ["tokenization_evil.EvilTokenizer", None]}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    (folder / "tokenization_evil.py").write_text(EVIL_TOKENIZER.replace("MARKER", repr(str(folder / "RAN"))))
+    return folder
+
+
+SHARED = ("run", "spec", "evil", "evil_tok", "evil_tokdir", "evil_corpus", "tokens")
+PLANTED = ("evil", "evil_tok", "evil_tokdir", "evil_corpus/tokenizer")
+
+
 def snapshot(folder: Path) -> dict[str, str]:
     """Relative path -> SHA-256 of every file under ``folder`` (folders as 'dir')."""
     out = {}
@@ -69,7 +98,20 @@ def world(tmp_path_factory) -> dict:
         "num_labels: 2\nmetrics: [accuracy]\n"
     )
     evil = make_foreign_checkpoint(base / "evil")
-    return {"base": base, "corpus": corpus, "run": run, "ckpt": run / "final", "spec": spec, "evil": evil}
+    evil_tok = plant_tokenizer_code(Path(shutil.copytree(run / "final", base / "evil_tok")))
+    evil_tokdir = plant_tokenizer_code(Path(shutil.copytree(Path(corpus) / "tokenizer", base / "evil_tokdir")))
+    evil_corpus = Path(shutil.copytree(corpus, base / "evil_corpus"))
+    plant_tokenizer_code(evil_corpus / "tokenizer")
+    tokens = base / "tokens"
+    tokens.mkdir()
+    rows = "".join(json.dumps({"words": [f"w{i}", f"w{i + 1}"], "tags": ["B-X", "O"]}) + "\n" for i in range(8))
+    (tokens / "train.jsonl").write_text(rows)
+    (tokens / "spec.yaml").write_text(
+        "name: tags\nfiles: {train: train.jsonl, validation: train.jsonl}\ntext_fields: [words]\nlabel_field: tags\n"
+        "kind: token-classification\nlabel_names: [O, B-X]\nmetrics: [entity_f1]\n"
+    )
+    return {"base": base, "corpus": corpus, "run": run, "ckpt": run / "final", "spec": spec, "evil": evil,
+            "evil_tok": evil_tok, "evil_tokdir": evil_tokdir, "evil_corpus": evil_corpus, "tokens": tokens}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ case helpers
@@ -165,6 +207,71 @@ def truncated_weights(w: dict, into: Path) -> Path:
     return ckpt
 
 
+def lying_checkpoint(w: dict, into: Path, model_type: str = "bert") -> Path:
+    """An hbert checkpoint whose config.json names another model type: none of its weights fit that type."""
+    ckpt = checkpoint_copy(w, into)
+    config = json.loads((ckpt / "config.json").read_text())
+    config["model_type"] = model_type
+    config.pop("auto_map", None)
+    (ckpt / "config.json").write_text(json.dumps(config))
+    return ckpt
+
+
+def partial_weights(w: dict, into: Path) -> Path:
+    """An hbert checkpoint whose weights file lacks one encoder tensor (the file itself reads fine)."""
+    from safetensors.torch import load_file, save_file
+
+    ckpt = checkpoint_copy(w, into)
+    tensors = load_file(ckpt / "model.safetensors")
+    del tensors["hbert.encoder.layers.1.ffn.out.weight"]
+    save_file(tensors, ckpt / "model.safetensors", metadata={"format": "pt"})
+    return ckpt
+
+
+def without_tokenizer(w: dict, into: Path) -> Path:
+    ckpt = checkpoint_copy(w, into)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        (ckpt / name).unlink(missing_ok=True)
+    return ckpt
+
+
+def finished_run_without_checkpoints(w: dict, into: Path) -> Path:
+    run = copy_run(w, into)
+    shutil.rmtree(run / "checkpoints")
+    return run
+
+
+def interrupted_run_without_latest(w: dict, into: Path) -> Path:
+    """A run that stopped after its checkpoints were written but before final/, its ``latest`` pointer lost."""
+    run = copy_run(w, into)
+    shutil.rmtree(run / "final")
+    (run / "summary.json").unlink()
+    (run / "checkpoints" / "latest").unlink()
+    return run
+
+
+def regression_spec(folder: Path, labels: list[str]) -> Path:
+    write(folder / "train.csv", "text,label\n" + "".join(f"w{i} w{i + 1},{v}\n" for i, v in enumerate(labels)))
+    return write(
+        folder / "spec.yaml",
+        "name: r\nfiles: {train: train.csv, validation: train.csv}\ntext_fields: [text]\nkind: regression\n"
+        "metrics: [pearson]\n",
+    )
+
+
+def jsonl_spec(folder: Path, rows: list[dict]) -> Path:
+    return spec_with(folder, "{train: t.jsonl}", train="".join(json.dumps(r) + "\n" for r in rows), name="t.jsonl")
+
+
+def named_spec(folder: Path, name: str) -> Path:
+    write(folder / "train.csv", "text,label\nw1 w2,0\nw3 w4,1\n")
+    return write(
+        folder / "spec.yaml",
+        f"name: {name}\nfiles: {{train: train.csv, validation: train.csv}}\ntext_fields: [text]\n"
+        "kind: classification\nnum_labels: 2\nmetrics: [accuracy]\n",
+    )
+
+
 def pre(w: dict, *items: str) -> list[str]:
     """A tiny pretraining command line on the shared corpus."""
     tiny = [
@@ -258,7 +365,11 @@ CASES = [
     ),
     Case("pretrain-onto-an-existing-run", lambda w, d: [*pre(w), f"out={w['run']}"], r"already holds a run"),
     Case("pretrain-out-unwritable", lambda w, d: [*pre(w), "out=/proc/hbert-run"], r"/proc/hbert-run"),
-    Case("pretrain-out-not-permitted", lambda w, d: [*pre(w), "out=/sys/hbert-run"], r"not permitted: /sys/hbert-run"),
+    Case(
+        "pretrain-out-not-permitted",
+        lambda w, d: [*pre(w), "out=/sys/hbert-run"],
+        r"(not permitted|Permission denied): /sys/hbert-run",
+    ),
     Case("resume-nothing-there", lambda w, d: ["pretrain", "--resume", str(d / "none")], r"no config\.yaml there"),
     Case(
         "resume-with-results-override",
@@ -507,6 +618,414 @@ CASES = [
 ]
 
 
+PLANTED_CODE = r"ships its own Python code"
+BAD_LABEL_ROWS = "text,label\na,0\nb,5\n"
+NO_MASK_VOCAB = "[PAD]\n[UNK]\n[CLS]\n[SEP]\na\n"
+THREE_FIELDS = "name: t\nfiles: {train: t.csv}\ntext_fields: [a, b, c]\nkind: regression\nmetrics: [pearson]\n"
+FT = ["epochs=1", "floors=none", "progress=false"]
+
+
+def ft(w: dict, checkpoint, *items: str, spec: str | None = None) -> list[str]:
+    """A one-epoch fine-tuning command line on the shared tiny task."""
+    return ["finetune", str(checkpoint), spec or str(w["spec"] / "spec.yaml"), *FT, *items]
+
+
+def prep(w: dict, d: Path, *options: str) -> list[str]:
+    """A quick ``data prepare`` of the shared corpus's text with its vocabulary into the case's folder."""
+    return ["data", "prepare", "--corpus", f"files:{w['base'] / 'corpus-src' / 'text'}/*.txt", "--out",
+            str(d / "out"), "--decontaminate", "none", "--quiet", "--seq-len", "32",
+            "--tokenizer", f"vocab:{w['base'] / 'corpus-src' / 'vocab.txt'}", *options]  # fmt: skip
+
+
+def cmp_(d: Path, body: str, *items: str) -> list[str]:
+    """``hbert compare`` of a recipe (GOOD_ARMS plus ``body``) written into the case's folder."""
+    return ["compare", str(recipe_with(d, body)), f"out={d / 'o'}", *items]
+
+
+# The inputs the second hostile-input pass reported (each fixed; the case shows the fix through the CLI).
+ISSUE_CASES = [
+    # ---- consent: without the opt-in every loading path refuses a checkpoint's or tokenizer's own code
+    Case(
+        "info-planted-config",
+        lambda w, d: ["info", str(w["evil"])],
+        rf"{PLANTED_CODE}, which loading it would run; hbert does not run",
+    ),
+    Case(
+        "init-source-planted-config",
+        lambda w, d: pre(w, "init=complete", f"init.source={w['evil']}"),
+        rf"init\.source .*{PLANTED_CODE}",
+    ),
+    Case(
+        "token-task-planted-config",
+        lambda w, d: ft(w, w["evil"], spec=str(w["tokens"] / "spec.yaml")),
+        rf"{PLANTED_CODE}.*--trust-remote-code",
+    ),
+    Case("finetune-planted-tokenizer", lambda w, d: ft(w, w["evil_tok"]), rf"{PLANTED_CODE}.*--trust-remote-code"),
+    Case(
+        "token-task-planted-tokenizer",
+        lambda w, d: ft(w, w["evil_tok"], spec=str(w["tokens"] / "spec.yaml")),
+        rf"evil_tok {PLANTED_CODE}",
+    ),
+    Case(
+        "teacher-planted-tokenizer",
+        lambda w, d: pre(w, "masking=entropy", f"masking.teacher={w['evil_tok']}"),
+        rf"{PLANTED_CODE}.*masking\.trust_remote_code=true",
+    ),
+    Case(
+        "corpus-planted-tokenizer",
+        lambda w, d: [*pre(w), f"corpus={w['evil_corpus']}"],
+        rf"evil_corpus/tokenizer {PLANTED_CODE}.*; hbert does not run such code here",
+    ),
+    Case(
+        "prepare-planted-tokenizer",
+        lambda w, d: [*prep(w, d), "--tokenizer", str(w["evil_tokdir"])],
+        rf"evil_tokdir {PLANTED_CODE}",
+    ),
+    Case(
+        "spec-name-climbs-out",
+        lambda w, d: ft(w, w["ckpt"], f"out={d / 'o'}", spec=str(named_spec(d / "s", "../../../X"))),
+        r"task name '\.\./\.\./\.\./X' is not a safe file name",
+    ),
+    Case(
+        "spec-name-absolute",
+        lambda w, d: ["data", "tasks", "--check", str(named_spec(d, "/tmp/hbert-x"))],
+        r"task name '/tmp/hbert-x' is not a safe file name",
+    ),
+    # ---- nothing overwritten
+    Case(
+        "finetune-save-onto-its-checkpoint",
+        lambda w, d: ft(w, w["ckpt"], "--save", str(w["ckpt"])),
+        r"--save .*final would overwrite the checkpoint being fine-tuned",
+    ),
+    Case(
+        "finetune-save-existing-file",
+        lambda w, d: ft(w, w["ckpt"], "--save", str(write(d / "m.bin", "mine"))),
+        r"--save=.*m\.bin is a file; accepted: a new or empty folder",
+    ),
+    Case(
+        "finetune-out-existing-file",
+        lambda w, d: ft(w, w["ckpt"], f"out={write(d / 'o.txt', 'mine')}"),
+        r"out=.*o\.txt is a file",
+    ),
+    Case(
+        "pretrain-over-finished-run-without-checkpoints",
+        lambda w, d: [*pre(w), f"out={finished_run_without_checkpoints(w, d / 'r')}"],
+        r"already holds a run \(finished",
+    ),
+    Case(
+        "pretrain-over-run-missing-latest",
+        lambda w, d: [*pre(w), f"out={interrupted_run_without_latest(w, d / 'r')}"],
+        r"already holds a run; resume it with --resume",
+    ),
+    Case(
+        "pretrain-over-user-files",
+        lambda w, d: [*pre(w), f"out={write(d / 'mine' / 'notes.txt', 'mine').parent}"],
+        r"holds other files \(notes\.txt\); accepted: a new or empty folder",
+    ),
+    Case(
+        "resume-finished-run",
+        lambda w, d: ["pretrain", "--resume", str(copy_run(w, d / "r"))],
+        r"the run is finished \(4 steps, final/ exported\); nothing to resume",
+    ),
+    # ---- nothing silently wrong
+    Case("recipe-seed-twice", lambda w, d: cmp_(d, "arms: {a: []}\nseeds: [0, 0]\n"), r"repeats 0"),
+    Case(
+        "recipe-arm-twice",
+        lambda w, d: cmp_(d, "arms:\n  a: [train.lr=0.001]\n  a: [train.lr=0.01]\n"),
+        r"line \d+: not valid YAML \(key 'a' appears twice",
+    ),
+    Case(
+        "finetune-config-names-another-model-type",
+        lambda w, d: ft(w, lying_checkpoint(w, d / "c")),
+        r"weights are not in the checkpoint .*model_type 'bert'\) does not describe its weights",
+    ),
+    Case(
+        "task-regression-label-nan",
+        lambda w, d: ["data", "tasks", "--check", str(regression_spec(d, ["0.5", "nan", "1"]))],
+        r"row 2: label 'nan' is not a finite number",
+    ),
+    Case(
+        "task-regression-label-infinite",
+        lambda w, d: ["data", "tasks", "--check", str(regression_spec(d, ["inf", "0", "1"]))],
+        r"row 1: label 'inf' is not a finite number",
+    ),
+    Case(
+        "recipe-suite-label-outside-classes",
+        lambda w, d: cmp_(d, f"arms: {{a: []}}\nsuite: [{spec_with(d / 's', train=BAD_LABEL_ROWS)}]\n"),
+        r"row 2: label 5 outside 0\.\.1",
+    ),
+    Case(
+        "finetune-fractional-epochs",
+        lambda w, d: ["finetune", str(w["ckpt"]), str(w["spec"] / "spec.yaml"), "epochs=1.9"],
+        r"epochs: cannot use 1\.9 \(expected int\)",
+    ),
+    Case("finetune-fractional-seed", lambda w, d: ft(w, w["ckpt"], "seed=0.5"), r"seed: cannot use 0\.5"),
+    # ---- hangs
+    Case(
+        "info-hundred-thousand-layers",
+        lambda w, d: ["info", "bert", "num_hidden_layers=100000"],
+        r"num_hidden_layers=100000; accepted: a whole number >= 1 and <= 1024",
+    ),
+]
+
+# Further inputs of the same kinds, tried while fixing the ones above.
+OWN_CASES = [
+    # ---- model shapes refused at once
+    Case("info-zero-layers", lambda w, d: ["info", "bert", "num_hidden_layers=0"], r"num_hidden_layers=0; accepted"),
+    Case("info-negative-width", lambda w, d: ["info", "bert", "hidden_size=-8"], r"hidden_size=-8; accepted"),
+    Case("info-dropout-1.5", lambda w, d: ["info", "bert", "hidden_dropout_prob=1.5"], r"in \[0, 1\)"),
+    Case("info-huge-vocab", lambda w, d: ["info", "bert", "vocab_size=10000000000"], r"vocab_size=10000000000"),
+    Case("info-zero-layer-norm-eps", lambda w, d: ["info", "bert", "layer_norm_eps=0"], r"layer_norm_eps=0"),
+    Case("info-classifier-dropout-2", lambda w, d: ["info", "bert", "classifier_dropout=2"], r"classifier_dropout=2"),
+    Case("info-fractional-layers", lambda w, d: ["info", "bert", "num_hidden_layers=2.5"], r"expected an integer"),
+    Case("info-bool-width", lambda w, d: ["info", "bert", "hidden_size=true"], r"hidden_size: expected an integer"),
+    Case(
+        "info-a-file",
+        lambda w, d: ["info", str(write(d / "model.bin", "x"))],
+        r"is neither a preset .* nor a checkpoint folder",
+    ),
+    Case(
+        "info-unsupported-model-type",
+        lambda w, d: ["info", str(write(d / "m" / "config.json", '{"model_type": "vit"}').parent)],
+        r"model_type 'vit' is not supported; accepted: hbert, bert",
+    ),
+    Case("showcase-5000-layers", lambda w, d: ["showcase", "num_hidden_layers=5000"], r"num_hidden_layers=5000"),
+    Case("info-heads-beyond-limit", lambda w, d: ["info", "bert", "num_attention_heads=8192"], r"num_attention_heads"),
+    # ---- pretraining: the run folder and the settings
+    Case("pretrain-out-is-a-file", lambda w, d: [*pre(w), f"out={write(d / 'f', 'x')}"], r"out=.*f is a file"),
+    Case("pretrain-out-is-root", lambda w, d: [*pre(w), "out=/"], r"/ is a file-system root"),
+    Case(
+        "pretrain-config-key-twice",
+        lambda w, d: ["pretrain", str(write(d / "c.yaml", "train:\n  lr: 0.1\ntrain:\n  lr: 0.2\n"))],
+        r"c\.yaml line 3: not valid YAML \(key 'train' appears twice",
+    ),
+    Case(
+        "pretrain-nested-key-twice",
+        lambda w, d: ["pretrain", str(write(d / "c.yaml", "train: {lr: 0.1, lr: 0.2}\n"))],
+        r"key 'lr' appears twice",
+    ),
+    Case("pretrain-100000-layers", lambda w, d: pre(w, "model.num_hidden_layers=100000"), r"num_hidden_layers=100000"),
+    Case("pretrain-negative-dropout", lambda w, d: pre(w, "model.hidden_dropout_prob=-0.1"), r"hidden_dropout_prob"),
+    Case(
+        "pretrain-init-source-lying-type",
+        lambda w, d: pre(w, "init=complete", f"init.source={lying_checkpoint(w, d / 'c')}"),
+        r"init\.source .*weights are not in the checkpoint",
+    ),
+    Case(
+        "pretrain-init-source-partial-weights",
+        lambda w, d: pre(w, "init=complete", f"init.source={partial_weights(w, d / 'c')}"),
+        r"1 of the model's \d+ weights are not in the checkpoint \(first: hbert\.encoder\.layers\.1\.ffn\.out",
+    ),
+    Case(
+        "pretrain-teacher-lying-type",
+        lambda w, d: pre(w, "masking=entropy", f"masking.teacher={lying_checkpoint(w, d / 'c')}"),
+        r"weights are not in the checkpoint",
+    ),
+    Case(
+        "pretrain-kd-teacher-planted-config",
+        lambda w, d: pre(w, "objective.kd.alpha=0.5", f"objective.kd.teacher={w['evil']}"),
+        rf"{PLANTED_CODE}.*masking\.trust_remote_code=true",
+    ),
+    Case(
+        "pretrain-corpus-manifest-a-list",
+        lambda w, d: pre(w, f"corpus={write(copy_corpus(w, d / 'c') / 'manifest.json', '[]').parent}"),
+        r"manifest\.json: not a corpus manifest",
+    ),
+    Case("pretrain-corpus-a-file", lambda w, d: pre(w, f"corpus={write(d / 'c.bin', 'x')}"), r"not a prepared corpus"),
+    Case(
+        "resume-folder-of-user-files",
+        lambda w, d: ["pretrain", "--resume", str(write(d / "r" / "notes.txt", "x").parent)],
+        r"no config\.yaml there",
+    ),
+    Case(
+        "resume-config-a-list",
+        lambda w, d: ["pretrain", "--resume", str(write(d / "r" / "config.yaml", "- a\n").parent)],
+        r"not a run configuration",
+    ),
+    Case(
+        "resume-config-key-twice",
+        lambda w, d: ["pretrain", "--resume", str(write(d / "r" / "config.yaml", "out: a\nout: b\n").parent)],
+        r"key 'out' appears twice",
+    ),
+    Case("pretrain-fractional-seed", lambda w, d: pre(w, "train.seed=1.5"), r"train\.seed: expected an integer"),
+    Case("pretrain-fractional-batch", lambda w, d: pre(w, "train.batch_size=8.5"), r"expected an integer"),
+    Case(
+        "pretrain-negative-budget", lambda w, d: pre(w, "budget=-5-steps"), r"cannot parse budget '-5-steps'; accepted"
+    ),
+    Case(
+        "pretrain-checkpoint-every-often",
+        lambda w, d: pre(w, "train.checkpoint_every=often"),
+        r"train\.checkpoint_every: cannot parse .*'often'; accepted",
+    ),
+    Case("pretrain-pattern-too-long", lambda w, d: pre(w, "model.layer_types=SAS"), r"layer_types has 3 entries"),
+    Case("pretrain-section-as-value", lambda w, d: pre(w, "train=5"), r"train is a section; set one of its keys"),
+    # ---- data prepare
+    Case("prepare-out-is-a-file", lambda w, d: prep(w, d, "--out", str(write(d / "f", "x"))), r"is a file"),
+    Case(
+        "prepare-tokenizer-empty-folder",
+        lambda w, d: [*prep(w, d), "--tokenizer", str((d / "tok").mkdir() or d / "tok")],
+        r"tok holds no tokenizer \(tokenizer\.json, tokenizer_config\.json or vocab\.txt\); accepted",
+    ),
+    Case("prepare-train-size-10", lambda w, d: [*prep(w, d), "--tokenizer", "train:10"], r"train:10 is too small"),
+    Case("prepare-train-size-words", lambda w, d: [*prep(w, d), "--tokenizer", "train:lots"], r"train:N with N"),
+    Case("prepare-seq-len-4", lambda w, d: [*prep(w, d), "--seq-len", "4"], r"seq_len=4 is too short"),
+    Case(
+        "prepare-vocab-without-mask",
+        lambda w, d: [*prep(w, d), "--tokenizer", f"vocab:{write(d / 'v.txt', NO_MASK_VOCAB)}"],
+        r"lacks the special tokens \[MASK\]",
+    ),
+    Case(
+        "prepare-empty-text-file",
+        lambda w, d: [*prep(w, d), "--corpus", f"files:{write(d / 'e.txt', '')}"],
+        r"produced no documents",
+    ),
+    Case(
+        "prepare-into-another-corpus",
+        lambda w, d: prep(w, d, "--out", str(copy_corpus(w, d / "c")), "--seq-len", "16"),
+        r"holds a different corpus",
+    ),
+    Case(
+        "prepare-decontaminate-unknown-task",
+        lambda w, d: [*prep(w, d), "--decontaminate", "nosuchtask"],
+        r"unknown task 'nosuchtask'",
+    ),
+    Case("prepare-zero-documents", lambda w, d: [*prep(w, d), "--max-documents", "0"], r"--max-documents: expected"),
+    Case(
+        "data-info-manifest-a-list",
+        lambda w, d: ["data", "info", str(write(d / "c" / "manifest.json", "[]").parent)],
+        r"manifest\.json: not a corpus manifest",
+    ),
+    # ---- task specs
+    Case(
+        "task-name-with-slash",
+        lambda w, d: ["data", "tasks", "--check", str(named_spec(d, "a/b"))],
+        r"task name 'a/b' is not a safe file name",
+    ),
+    Case(
+        "task-name-hidden-file",
+        lambda w, d: ["data", "tasks", "--check", str(named_spec(d, ".hidden"))],
+        r"task name '\.hidden' is not a safe file name",
+    ),
+    Case(
+        "task-fractional-class",
+        lambda w, d: ["data", "tasks", "--check", str(jsonl_spec(d, [{"text": "a", "label": 1.5}]))],
+        r"row 1: label 1\.5; accepted: 0\.\.1",
+    ),
+    Case(
+        "task-boolean-class",
+        lambda w, d: ["data", "tasks", "--check", str(jsonl_spec(d, [{"text": "a", "label": True}]))],
+        r"row 1: label True; accepted",
+    ),
+    Case(
+        "task-text-null",
+        lambda w, d: ["data", "tasks", "--check", str(jsonl_spec(d, [{"text": None, "label": 0}]))],
+        r"row 1: text is null, not a text",
+    ),
+    Case(
+        "task-text-a-list",
+        lambda w, d: ["data", "tasks", "--check", str(jsonl_spec(d, [{"text": ["a"], "label": 0}]))],
+        r"text is \[\"a\"\], not a text",
+    ),
+    Case(
+        "task-spec-key-twice",
+        lambda w, d: ["data", "tasks", "--check", str(spec_with(d, extra="kind: regression\n"))],
+        r"key 'kind' appears twice",
+    ),
+    Case(
+        "task-three-text-fields",
+        lambda w, d: ["data", "tasks", "--check", str(write(d / "s.yaml", THREE_FIELDS))],
+        r"text_fields must name 1 or 2 columns",
+    ),
+    Case(
+        "task-files-empty-mapping",
+        lambda w, d: ["data", "tasks", "--check", str(spec_with(d, "{}"))],
+        r"files must map split names",
+    ),
+    # ---- fine-tuning, evaluation, benchmarks
+    Case(
+        "finetune-save-folder-with-files",
+        lambda w, d: ft(w, w["ckpt"], "--save", str(write(d / "m" / "keep.txt", "mine").parent)),
+        r"--save=.*m already holds files \(keep\.txt\)",
+    ),
+    Case(
+        "finetune-save-around-checkpoint",
+        lambda w, d: ft(w, w["ckpt"], "--save", str(w["run"])),
+        r"would overwrite the checkpoint being fine-tuned",
+    ),
+    Case(
+        "finetune-save-inside-checkpoint",
+        lambda w, d: ft(w, w["ckpt"], "--save", str(w["ckpt"] / "classifier")),
+        r"would overwrite the checkpoint being fine-tuned",
+    ),
+    Case("finetune-fractional-batch", lambda w, d: ft(w, w["ckpt"], "batch_size=2.5"), r"batch_size: cannot use 2\.5"),
+    Case("finetune-patience-true", lambda w, d: ft(w, w["ckpt"], "patience=true"), r"patience: cannot use True"),
+    Case("finetune-infinite-lr", lambda w, d: ft(w, w["ckpt"], "lr=.inf"), r"lr=inf; accepted"),
+    Case("finetune-fp16", lambda w, d: ft(w, w["ckpt"], "precision=fp16"), r"precision='fp16'; accepted: fp32, bf16"),
+    Case("finetune-floors-some", lambda w, d: ft(w, w["ckpt"], "floors=some"), r"floors='some'; accepted"),
+    Case(
+        "finetune-checkpoint-a-file",
+        lambda w, d: ft(w, write(d / "m.safetensors", "x")),
+        r"is a file; accepted: a checkpoint folder",
+    ),
+    Case(
+        "finetune-partial-weights",
+        lambda w, d: ft(w, partial_weights(w, d / "c")),
+        r"1 of the model's \d+ weights are not in the checkpoint",
+    ),
+    Case("finetune-no-tokenizer", lambda w, d: ft(w, without_tokenizer(w, d / "c")), r"has no tokenizer"),
+    Case(
+        "token-task-lying-type",
+        lambda w, d: ft(w, lying_checkpoint(w, d / "c"), spec=str(w["tokens"] / "spec.yaml")),
+        r"weights are not in the checkpoint",
+    ),
+    Case("eval-out-a-file", lambda w, d: ["eval", str(w["ckpt"]), f"out={write(d / 'e', 'x')}"], r"out=.*e is a file"),
+    Case(
+        "eval-planted-tokenizer",
+        lambda w, d: ["eval", str(w["evil_tok"]), "--suite", str(w["spec"] / "spec.yaml"), "floors=none"],
+        rf"{PLANTED_CODE}.*--trust-remote-code",
+    ),
+    Case(
+        "bench-lying-type",
+        lambda w, d: ["bench", "inference", str(lying_checkpoint(w, d / "c")), "--lengths", "8", "--repeats", "1"],
+        r"weights are not in the checkpoint",
+    ),
+    Case(
+        "bench-partial-weights",
+        lambda w, d: ["bench", "inference", str(partial_weights(w, d / "c")), "--lengths", "8", "--repeats", "1"],
+        r"1 of the model's \d+ weights are not in the checkpoint",
+    ),
+    # ---- recipes
+    Case("recipe-fractional-finetune-seeds", lambda w, d: cmp_(d, "arms: {a: []}\nfinetune_seeds: 2.5\n"), r"whole"),
+    Case("recipe-eval-points-words", lambda w, d: cmp_(d, "arms: {a: []}\neval_points: many\n"), r"eval_points"),
+    Case(
+        "recipe-suite-twice",
+        lambda w, d: cmp_(d, "arms: {a: []}\nsuite: [rt-polarity, rt-polarity]\n"),
+        r"suite lists rt-polarity more than once",
+    ),
+    Case("recipe-unknown-corpus-key", lambda w, d: cmp_(d, "arms: {a: []}\ncorpus: {seqlen: 64}\n"), r"seqlen"),
+    Case("recipe-corpus-seq-len-4", lambda w, d: cmp_(d, "arms: {a: []}\ncorpus: {seq_len: 4}\n"), r"too short"),
+    Case("recipe-floors-maybe", lambda w, d: cmp_(d, "arms: {a: []}\nfloors: maybe\n"), r"floors='maybe'"),
+    Case("recipe-base-a-list", lambda w, d: cmp_(d, "arms: {a: []}\n", "base=[a, b]"), r"base=\['a', 'b'\]"),
+    Case("recipe-teacher-a-list", lambda w, d: cmp_(d, "arms: {a: []}\nteacher: [x]\n"), r"teacher must be"),
+    Case(
+        "recipe-override-arm-twice",
+        lambda w, d: cmp_(d, "arms: {a: []}\n", "arms={a: [], a: []}"),
+        r"key 'a' appears twice",
+    ),
+    Case(
+        "recipe-out-a-file",
+        lambda w, d: ["compare", str(recipe_with(d, "arms: {a: []}\n")), f"out={write(d / 'f', 'x')}"],
+        r"out=.*f is a file",
+    ),
+    Case(
+        "recipe-out-user-files",
+        lambda w, d: ["compare", str(recipe_with(d, "arms: {a: []}\n")), f"out={write(d / 'u' / 'k', 'x').parent}"],
+        r"holds other files \(k\) and no recipe\.yaml",
+    ),
+    Case("recipe-unknown-baseline", lambda w, d: cmp_(d, "arms: {a: []}\nbaseline: b\n"), r"baseline 'b' is not"),
+]
+
+
 def _run_case(world: dict, case: Case) -> dict:
     folder = world["base"] / "cases" / case.name
     folder.mkdir(parents=True)
@@ -522,29 +1041,37 @@ def _run_case(world: dict, case: Case) -> dict:
         "HBERT_DEBUG": "",
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "hbert", *argv], cwd=folder, env=env, capture_output=True, text=True, timeout=300
-    )
+        [sys.executable, "-m", "hbert", *argv], cwd=folder, env=env, capture_output=True, text=True, timeout=300,
+        input="y\n" * 8,  # "yes" to any question: code a loader asked about would run, and be caught
+    )  # fmt: skip
     return {"rc": proc.returncode, "stderr": proc.stderr, "before": before, "after": snapshot(folder)}
+
+
+ALL_CASES = CASES + ISSUE_CASES + OWN_CASES
+
+
+def _shared(world: dict) -> dict:
+    return {k: snapshot(world[k]) for k in SHARED} | {"corpus": snapshot(Path(world["corpus"]))}
 
 
 @pytest.fixture(scope="module")
 def results(world) -> dict:
-    shared = {k: snapshot(world[k]) for k in ("run", "spec", "evil")}
-    shared["corpus"] = snapshot(Path(world["corpus"]))
+    shared = _shared(world)
     with ThreadPoolExecutor(2) as pool:
-        done = dict(zip([c.name for c in CASES], pool.map(lambda c: _run_case(world, c), CASES)))
-    done["__shared__"] = (
-        shared,
-        {k: snapshot(world[k]) for k in ("run", "spec", "evil")} | {"corpus": snapshot(Path(world["corpus"]))},
-    )
+        done = dict(zip([c.name for c in ALL_CASES], pool.map(lambda c: _run_case(world, c), ALL_CASES)))
+    done["__shared__"] = (shared, _shared(world))
     return done
 
 
 def test_at_least_fifty_distinct_cases():
-    assert len(CASES) >= 50 and len({c.name for c in CASES}) == len(CASES)
+    assert len(CASES) >= 50 and len({c.name for c in ALL_CASES}) == len(ALL_CASES)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_at_least_sixty_own_inputs_beyond_the_reported_ones():
+    assert len(OWN_CASES) >= 60
+
+
+@pytest.mark.parametrize("case", ALL_CASES, ids=[c.name for c in ALL_CASES])
 def test_bad_input_gets_one_clear_line(results, case):
     got = results[case.name]
     stderr = got["stderr"]
@@ -560,5 +1087,5 @@ def test_bad_input_gets_one_clear_line(results, case):
 def test_nothing_shared_changed_and_no_foreign_code_ran(results, world):
     before, after = results["__shared__"]
     assert before == after
-    assert not (world["evil"] / "RAN").exists()
+    assert not any((world["base"] / planted / "RAN").exists() for planted in PLANTED)
     assert not (world["base"] / "x").exists() and not (world["base"] / "cases" / "x").exists()

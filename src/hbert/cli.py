@@ -23,11 +23,11 @@ def parse_overrides(items: list[str], known: list[str]) -> dict[str, Any]:
 
     An unknown key is an error naming the key and the closest known one.
     """
-    from .config import parse_override
+    from .config import MODEL_TEXT_FIELDS, parse_override
 
     out: dict[str, Any] = {}
     for item in items:
-        key, value = parse_override(item, error=UsageError)
+        key, value = parse_override(item, text_keys=MODEL_TEXT_FIELDS, error=UsageError)
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -191,25 +191,69 @@ def _checkpoint(name: str) -> str:
 
 
 def _finetune_overrides(items: list[str]) -> dict:
-    from .config import parse_override
+    from .config import parse_override, text_fields
+    from .finetune import FinetuneConfig
 
-    return dict(parse_override(item, text_keys=(), error=UsageError) for item in items)
+    text = (*text_fields(FinetuneConfig), "out")  # names and folders stay as written (out=007 is not 7)
+    return dict(parse_override(item, text_keys=text, error=UsageError) for item in items)
+
+
+def _json(data, **kwargs) -> str:
+    from .files import strict_json
+
+    return strict_json(data, **kwargs)
+
+
+def _write_results(out: str, files: dict[str, str]) -> None:
+    """Write result files into ``out`` (created if needed), each written whole or not at all."""
+    from pathlib import Path
+
+    from .files import write_atomic
+
+    os.makedirs(out, exist_ok=True)
+    for name, text in files.items():
+        write_atomic(Path(out) / name, text)
+
+
+def _check_save(save: str, checkpoint: str) -> None:
+    """``--save`` must be a new or empty folder, and never the checkpoint being fine-tuned (nor inside it, nor
+    around it): checked before anything is loaded."""
+    from pathlib import Path
+
+    from .files import check_writable_target, new_folder_problem
+
+    target, source = Path(save).resolve(), Path(checkpoint).resolve()
+    if os.path.isdir(checkpoint) and (target == source or source in target.parents or target in source.parents):
+        raise UsageError(f"--save {save} would overwrite the checkpoint being fine-tuned ({checkpoint}); accepted: "
+                         f"a new or empty folder elsewhere")  # fmt: skip
+    problem = new_folder_problem(Path(save), "--save")
+    if problem:
+        raise UsageError(problem)
+    check_writable_target(Path(save), "--save")
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
+    from .files import check_writable_target, folder_lock
     from .finetune import finetune, make_config
 
     overrides = _finetune_overrides(args.overrides)
     out = overrides.pop("out", None)
     config = make_config(overrides)
     config.trust_remote_code = config.trust_remote_code or args.trust_remote_code
-    result = finetune(_checkpoint(args.checkpoint), args.task, config, save=args.save or None)
     if out:
-        os.makedirs(out, exist_ok=True)
-        with open(os.path.join(out, f"{result['task']}-seed{config.seed}.json"), "w") as f:
-            json.dump(result, f, indent=2)
+        check_writable_target(out, "out")
+    if args.save:
+        _check_save(args.save, args.checkpoint)
+    with folder_lock(args.save, "--save") if args.save else nullcontext():
+        if args.save:
+            _check_save(args.save, args.checkpoint)  # again under the lock: another process may have saved there
+        result = finetune(_checkpoint(args.checkpoint), args.task, config, save=args.save or None)
+    if out:
+        _write_results(out, {f"{result['task']}-seed{config.seed}.json": _json(result, indent=2)})
     if args.json:
-        print(json.dumps({k: v for k, v in result.items() if k != "history"}))
+        print(_json({k: v for k, v in result.items() if k != "history"}))
     else:
         for role in [r for r in result if r == "validation" or r.startswith("test") or r.endswith("mismatched")]:
             metrics = ", ".join(f"{k} {v:.4f}" for k, v in result[role].items())
@@ -249,15 +293,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     config = make_config(overrides)
     config.trust_remote_code = config.trust_remote_code or args.trust_remote_code
     tasks = list(suites().get(args.suite, args.suite.split(",")))
+    if out:
+        from .files import check_writable_target
+
+        check_writable_target(out, "out")
     result = evaluate_suite(_checkpoint(args.checkpoint), tasks, args.seeds, config)
     table = suite_markdown(result)
     if out:
-        os.makedirs(out, exist_ok=True)
-        with open(os.path.join(out, "eval.json"), "w") as f:
-            json.dump(result, f, indent=2)
-        with open(os.path.join(out, "eval.md"), "w") as f:
-            f.write(table)
-    print(json.dumps(result, indent=2) if args.json else table)
+        _write_results(out, {"eval.json": _json(result, indent=2), "eval.md": table})
+    print(_json(result, indent=2) if args.json else table)
     return 0
 
 
@@ -269,7 +313,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     rows = bench_inference(
         args.models, lengths, args.batch, args.repeats, device, trust_remote_code=args.trust_remote_code
     )
-    print(json.dumps(rows, indent=2) if args.json else inference_markdown(rows))
+    print(_json(rows, indent=2) if args.json else inference_markdown(rows))
     return 0
 
 
@@ -506,6 +550,11 @@ def _one_line(err: BaseException) -> str:
     return text if len(text) <= 600 else text[:597] + "..."
 
 
+def _debug() -> bool:
+    """HBERT_DEBUG set to anything but empty, 0, false, no or off shows tracebacks."""
+    return os.environ.get("HBERT_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     try:
@@ -514,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hbert {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # every failure reaches the user as one line; HBERT_DEBUG=1 shows the traceback
-        if os.environ.get("HBERT_DEBUG"):
+        if _debug():
             raise
         expected = isinstance(err, (ValueError, OSError, RuntimeError, yaml.YAMLError, MemoryError))
         hint = "" if expected else f" ({type(err).__name__}; set HBERT_DEBUG=1 to see the traceback)"

@@ -266,27 +266,65 @@ def set_key(config: PretrainConfig, key: str, value: Any, context: str = "") -> 
     setattr(target, name, coerce_value(value, current, key))
 
 
+MODEL_TEXT_FIELDS = ("hidden_act", "position_embedding_type", "norm_scheme", "layer_types", "problem_type")
+
+
+def text_fields(cls, prefix: str = "") -> tuple[str, ...]:
+    """The dotted names of the fields of dataclass ``cls`` (and its sections) that hold text: names, paths,
+    budgets. ``key=value`` keeps such a value as written (``out=007`` is the folder ``007``, not the number 7)."""
+    names: list[str] = []
+    for f in dataclasses.fields(cls):
+        section = _resolve(cls, f.name) if f.default_factory is not dataclasses.MISSING else None
+        if section is not None and dataclasses.is_dataclass(section):
+            names += text_fields(section, f"{prefix}{f.name}.")
+        elif isinstance(f.default, str) or f.type in (str, "str"):
+            names.append(prefix + f.name)
+    return tuple(names)
+
+
+def pretrain_text_keys() -> tuple[str, ...]:
+    """The keys of a pretraining config whose values are text, including the shorthands ``model=``, ``masking=``,
+    ``init=`` and the model's text fields."""
+    return (*text_fields(PretrainConfig), *SHORTHANDS, *(f"model.{name}" for name in MODEL_TEXT_FIELDS))
+
+
+def _is_text_key(key: str, text_keys) -> bool:
+    return any(key == k or key.endswith("." + k) for k in text_keys)
+
+
 def parse_override(
-    item: str, text_keys: tuple[str, ...] = ("layer_types",), error: type[ValueError] = ConfigError
+    item: str, text_keys: tuple[str, ...] | None = ("layer_types",), error: type[ValueError] = ConfigError
 ) -> tuple[str, Any]:
     """``"key=value"`` -> ``(key, value)``: the one reader of ``key=value`` in hbert (run overrides, ``hbert info``
     and ``showcase`` model fields, fine-tuning settings, recipe overrides).
 
     The value is read as YAML: a number, true/false, a word, a ``[list]`` or a ``{mapping}``; an empty value is
-    ``""``. A key ending in one of ``text_keys`` keeps its text unless it is a list (``layer_types=SASA`` stays a
-    pattern, ``budget=1e3-steps`` a budget). A malformed item raises ``error`` naming the key and what is accepted.
+    ``""``. A key in ``text_keys`` (exactly, or as the last part of a dotted key) holds text and keeps it as
+    written unless it is a list or a mapping: ``layer_types=SASA`` stays a pattern, ``budget=1e3-steps`` a budget,
+    ``out=007`` the folder ``007`` (not 7), ``out=on`` the folder ``on`` (not true), ``out=exp #3`` the folder
+    ``exp #3`` (not ``exp``); one pair of quotes around the text is removed. ``text_keys=None``: the keys of a
+    pretraining config that hold text. A malformed item raises ``error`` naming the key and what is accepted.
     """
     if "=" not in item:
         raise error(f"expected key=value, got {item!r}")
     key, raw = item.split("=", 1)
+    key = key.strip()
+    text = _is_text_key(key, pretrain_text_keys() if text_keys is None else text_keys)
+    from .files import load_yaml_text
+
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        raise error(f"{key}: cannot read the value {raw!r}; quote it, or write a number, true/false, a "
+        value = load_yaml_text(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        if text and not raw.lstrip().startswith(("[", "{")):
+            return key, raw
+        problem = getattr(err, "problem", None) or ""
+        why = f" ({problem})" if "twice" in problem else ""
+        raise error(f"{key}: cannot read the value {raw!r}{why}; quote it, or write a number, true/false, a "
                     f"word or a [list]") from None  # fmt: skip
-    if key.endswith(text_keys) and not isinstance(value, list):
-        value = raw
-    return key.strip(), value
+    if text and not isinstance(value, (list, dict)):
+        quoted = len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"" and isinstance(value, str)
+        value = value if quoted else raw
+    return key, value
 
 
 def load_config(path: str | None = None, overrides: list[str] | None = None, context: str = "") -> PretrainConfig:
@@ -302,7 +340,7 @@ def load_config(path: str | None = None, overrides: list[str] | None = None, con
         for key, value in data.items():
             set_key(config, key, value, f" in {path}")
     for item in overrides or []:
-        key, value = parse_override(item)
+        key, value = parse_override(item, text_keys=None)
         set_key(config, key, value, context)
     return config
 

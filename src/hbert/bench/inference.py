@@ -29,7 +29,7 @@ def load_encoder(name: str, max_len: int, trust_remote_code: bool = False):
     try:
         from ..remote import auto_from_pretrained
 
-        return auto_from_pretrained(AutoModel, name, trust_remote_code)
+        return auto_from_pretrained(AutoModel, name, trust_remote_code, new_head=True)
     finally:
         hf_logging.set_verbosity(verbosity)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_dir, read_json, remove_stale_temps
+from ..files import atomic_dir, folder_lock, read_json, remove_stale_temps
 from .fetch import FetchError, cache_root
 from .sources import Source, parse_corpus
 
@@ -325,6 +325,13 @@ def prepare_corpus(
     """
     settings.validate()
     out_dir = Path(out) if out is not None else default_dir(settings)
+    # one process per corpus folder: a second is refused (--out), or waits and then finds it ready (the cache)
+    with folder_lock(out_dir, "--out" if out is not None else None, wait=out is None):
+        return _prepare_locked(settings, out_dir, decontamination, progress, batch_documents, sources, workers)
+
+
+def _prepare_locked(settings: CorpusSettings, out_dir: Path, decontamination, progress: bool, batch_documents: int,
+                    sources: list[Source] | None, workers: int) -> Path:  # fmt: skip
     if _is_prepared(out_dir, settings):
         return out_dir
     if sources is None:
@@ -370,9 +377,13 @@ def prepare_corpus(
 
 def _is_prepared(out_dir: Path, settings: CorpusSettings) -> bool:
     """True when ``out_dir`` holds the corpus of ``settings``; an error when it holds anything else."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CorpusError(f"--out {out_dir} is a file; accepted: a new or empty folder")
     manifest_path = out_dir / "manifest.json"
     if manifest_path.exists():
         manifest = read_json(manifest_path)
+        if not isinstance(manifest, dict):
+            raise CorpusError(f"{manifest_path}: not a corpus manifest; choose another --out or delete that folder")
         if manifest.get("key") == settings.key():
             return True
         raise CorpusError(
@@ -527,9 +538,10 @@ class Corpus:
                                   f"tokenizer")  # fmt: skip
 
     def tokenizer(self):
-        from transformers import AutoTokenizer
+        """The corpus's tokenizer; one that ships its own code is refused (hbert never runs it from a corpus)."""
+        from ..remote import tokenizer_from_pretrained
 
-        return AutoTokenizer.from_pretrained(self.path / "tokenizer")
+        return tokenizer_from_pretrained(self.path / "tokenizer", trust_remote_code=False, option=None)
 
     def verify(self) -> None:
         """Check the arrays against the manifest's checksums (raises CorpusError)."""

@@ -18,7 +18,9 @@ import bz2
 import csv
 import io
 import json
+import math
 import os
+import re
 import tarfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -33,6 +35,9 @@ ENTITY_METRICS = ("entity_f1", "entity_precision", "entity_recall")  # seqeval s
 METRICS = ("accuracy", "f1", "matthews_correlation", "pearson", "spearmanr", *ENTITY_METRICS)
 KINDS = ("classification", "regression", TOKEN_KIND)
 ROLES = ("train", "validation", "test")
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a name that is safe as (part of) a file name
 
 
 class TaskError(ValueError):
@@ -63,6 +68,11 @@ class TaskSpec:
     def validate(self) -> None:
         if not self.name:
             raise TaskError("task spec: 'name' is empty")
+        if not SAFE_NAME.fullmatch(self.name) or ".." in self.name:
+            raise TaskError(
+                f"task name {self.name!r} is not a safe file name (it names result files); accepted: letters, "
+                f"digits, '.', '_' and '-' (at most 64, starting with a letter or digit, no '/', no '..')"
+            )
         if self.kind not in KINDS:
             raise TaskError(f"task {self.name}: kind {self.kind!r}; accepted: {', '.join(KINDS)}")
         if not 1 <= len(self.text_fields) <= 2:
@@ -497,16 +507,25 @@ def _local_rows(spec: TaskSpec, split: str) -> list[dict]:
                 label = float(raw)
             except (TypeError, ValueError) as err:
                 raise TaskError(f"{spec.files[split]} row {number}: label {raw!r} is not a number") from err
+            if not math.isfinite(label):
+                raise TaskError(f"{spec.files[split]} row {number}: label {raw!r} is not a finite number; accepted: "
+                                f"a real number such as 0.5 or -2")  # fmt: skip
         elif spec.label_names and str(raw) in spec.label_names:
             label = spec.label_names.index(str(raw))
         else:
             try:
+                if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                    raise ValueError(raw)  # true or 1.5 is not a class id (int() would make it 1)
                 label = int(raw)
             except (TypeError, ValueError) as err:
                 accepted = ", ".join(spec.label_names) if spec.label_names else f"0..{spec.num_labels - 1}"
                 raise TaskError(f"{spec.files[split]} row {number}: label {raw!r}; accepted: {accepted}") from err
             if not 0 <= label < spec.num_labels:
                 raise TaskError(f"{spec.files[split]} row {number}: label {label} outside 0..{spec.num_labels - 1}")
+        for f in spec.text_fields:
+            if record[f] is None or isinstance(record[f], (list, dict, bool)):
+                raise TaskError(f"{spec.files[split]} row {number}: {f} is {json.dumps(record[f])}, not a text; "
+                                f"accepted: a string")  # fmt: skip
         rows.append({**{f: str(record[f]) for f in spec.text_fields}, "label": label})
     return rows
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -68,7 +69,7 @@ def load_tokenizer(spec: str) -> tuple[PreTrainedTokenizerBase, dict]:
             from transformers import AutoTokenizer
 
             try:
-                tok = AutoTokenizer.from_pretrained("bert-base-uncased")
+                tok = AutoTokenizer.from_pretrained("bert-base-uncased", trust_remote_code=False)
             except OSError as online_error:
                 raise TokenizerError(
                     f"bert-base-uncased: offline fetch failed ({offline_error}) and the hub is unreachable "
@@ -79,9 +80,20 @@ def load_tokenizer(spec: str) -> tuple[PreTrainedTokenizerBase, dict]:
         path = spec[len("vocab:") :]
         return tokenizer_from_vocab(path), {"name": spec, "source": path, "vocab_md5": md5sum(path)}
     if os.path.isdir(spec):
-        from transformers import AutoTokenizer
+        from ..remote import RemoteCodeError, tokenizer_from_pretrained
 
-        return AutoTokenizer.from_pretrained(spec), {"name": spec, "source": spec}
+        files = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+        if not any(os.path.isfile(os.path.join(spec, name)) for name in files):
+            raise TokenizerError(f"{spec} holds no tokenizer ({', '.join(files[:2])} or {files[2]}); accepted: "
+                                 f"bert-base-uncased, vocab:PATH, train:N, or a saved tokenizer folder")  # fmt: skip
+        try:  # never a tokenizer's own code: it would be copied into the corpus and from there into every checkpoint
+            tokenizer = tokenizer_from_pretrained(spec, trust_remote_code=False, option=None)
+        except RemoteCodeError:
+            raise
+        except (OSError, ValueError) as err:
+            raise TokenizerError(f"{spec}: the tokenizer cannot be loaded ({str(err).splitlines()[0][:160]}); "
+                                 f"accepted: a folder saved by save_pretrained, or vocab:PATH") from err  # fmt: skip
+        return tokenizer, {"name": spec, "source": spec}
     raise TokenizerError(f"unknown tokenizer {spec!r}; accepted: bert-base-uncased, vocab:PATH, train:N, a folder")
 
 
@@ -97,13 +109,41 @@ def parse_train_size(spec: str) -> int | None:
     return size
 
 
+MAX_WORD_CHARS = 100  # WordPiece's max_input_chars_per_word: a longer word is encoded as [UNK] whole
+_LONG_RUN = re.compile(rf"\S{{{MAX_WORD_CHARS + 1},}}")
+
+
+def without_long_words(text: str) -> str:
+    """``text`` without the words WordPiece would encode as [UNK] anyway (longer than ``MAX_WORD_CHARS`` after
+    BERT's normaliser and pre-tokeniser). The trainer's work on a word grows with the square of its length: one
+    unbroken 5 MB "word" kept it busy for hours; dropped here, it costs a regular-expression scan. Only runs of
+    more than ``MAX_WORD_CHARS`` non-space characters are split by BERT's own rules (punctuation and CJK
+    characters end words), so ordinary text passes unchanged."""
+    if not _LONG_RUN.search(text):
+        return text
+    from tokenizers.normalizers import BertNormalizer
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+
+    normalizer = BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
+    pre = BertPreTokenizer()
+
+    def split(match: re.Match) -> str:
+        words = pre.pre_tokenize_str(normalizer.normalize_str(match.group(0)))
+        return " ".join(word for word, _ in words if len(word) <= MAX_WORD_CHARS)
+
+    return _LONG_RUN.sub(split, text)
+
+
 def train_wordpiece(texts: Iterable[str], vocab_size: int, out_dir: str | os.PathLike) -> BertTokenizer:
     """Train a lowercase WordPiece vocabulary (BERT's normaliser and pre-tokeniser) and save it as a Hugging Face
-    tokenizer folder."""
+    tokenizer folder. Words longer than ``MAX_WORD_CHARS`` are left out of training (see ``without_long_words``):
+    the time is bounded by the length of the text, not the square of its longest word."""
     from tokenizers import BertWordPieceTokenizer
 
     trainer = BertWordPieceTokenizer(lowercase=True, clean_text=True, strip_accents=None)
-    trainer.train_from_iterator(texts, vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
+    trainer.train_from_iterator(
+        map(without_long_words, texts), vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     trainer.save_model(str(out_dir))
@@ -134,10 +174,17 @@ def save_with_model(tokenizer: PreTrainedTokenizerBase, out_dir: str | os.PathLi
     finally:
         tokenizer.model_max_length = saved
     write_vocab(tokenizer, out_dir)
-    config_file = Path(out_dir) / "tokenizer_config.json"
+    _no_code_reference(Path(out_dir), type(tokenizer).__name__)
+
+
+def _no_code_reference(out_dir: Path, class_name: str) -> None:
+    """``tokenizer_config.json`` names the tokenizer's class and carries no ``auto_map``: a saved tokenizer never
+    points a later loader at code (hbert's tokenizers are transformers' own classes)."""
+    config_file = out_dir / "tokenizer_config.json"
     config = json.loads(config_file.read_text(encoding="utf-8"))
-    if not config.get("tokenizer_class"):
-        config["tokenizer_class"] = type(tokenizer).__name__
+    if not config.get("tokenizer_class") or "auto_map" in config:
+        config.setdefault("tokenizer_class", class_name)
+        config.pop("auto_map", None)
         config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -147,3 +194,4 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: str | os.PathLik
         shutil.rmtree(tmp)
     tokenizer.save_pretrained(str(tmp))
     write_vocab(tokenizer, tmp)
+    _no_code_reference(tmp, type(tokenizer).__name__)

@@ -36,6 +36,7 @@ machine than the others (a wall-clock budget then bought them less work).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -46,7 +47,8 @@ from pathlib import Path
 import yaml
 
 from .._optional import MissingDependency, require
-from ..config import ConfigError, load_config, parse_override
+from ..config import ConfigError, load_config, parse_override, text_fields
+from ..files import write_atomic
 
 
 class RecipeError(ValueError):
@@ -92,7 +94,7 @@ class Recipe:
         if not isinstance(data, dict):
             raise RecipeError(f"{path}: a recipe is a YAML mapping (name, base, budget, arms, ...)")
         for item in overrides or []:
-            key, value = parse_override(item, text_keys=("budget", "reference"), error=RecipeError)
+            key, value = parse_override(item, text_keys=text_fields(cls), error=RecipeError)
             data[key] = value
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
@@ -103,6 +105,7 @@ class Recipe:
         for key in ("name", "base", "budget", "arms"):
             if key not in data:
                 raise RecipeError(f"{path}: missing {key!r}")
+        data = _typed(cls, path, data)
         base = data["base"]
         if not os.path.isabs(base) and not os.path.exists(base):
             candidate = os.path.join(os.path.dirname(path), "..", base)
@@ -145,6 +148,40 @@ class Recipe:
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
+def _typed(cls, path: str, data: dict) -> dict:
+    """Every recipe value of the kind its key takes, checked before anything runs: a whole number where one is
+    counted (``finetune_seeds: 2.5`` is refused, not rounded), a mapping, a list of task names without repeats."""
+    out = dict(data)
+    for f in cls.__dataclass_fields__.values():
+        if f.name not in data or f.name in ("arms", "seeds"):
+            continue
+        value, kind = data[f.name], str(f.type)
+        if kind == "str":
+            if isinstance(value, (dict, list, bool)) or value is None:
+                raise RecipeError(f"{path}: {f.name}={value!r}; accepted: a text")
+            out[f.name] = str(value)
+        elif kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise RecipeError(f"{path}: {f.name}={value!r}; accepted: a whole number")
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                raise RecipeError(f"{path}: {f.name}={value!r}; accepted: true or false")
+        elif kind == "dict":
+            if value is None:
+                out[f.name] = {}
+            elif not isinstance(value, dict):
+                raise RecipeError(f"{path}: {f.name} must be a mapping, got {value!r}")
+        elif kind == "list[str]":
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+                raise RecipeError(f"{path}: {f.name} must list task names, got {value!r}")
+            repeated = sorted({x for x in items if items.count(x) > 1})
+            if repeated:
+                raise RecipeError(f"{path}: {f.name} lists {', '.join(repeated)} more than once; list each once")
+            out[f.name] = list(items)
+    return out
+
+
 def _arms(path: str, arms) -> dict[str, list[str]]:
     """Arm names become folder names under ``out``: letters, digits, ``.``, ``_`` and ``-`` only (no ``/``,
     no ``..``), so that an arm can never write outside the recipe's folder."""
@@ -167,6 +204,10 @@ def _seeds(path: str, seeds) -> list[int]:
     seeds = seeds if isinstance(seeds, list) else [seeds]
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in seeds):
         raise RecipeError(f"{path}: seeds={seeds!r}; accepted: a list of whole numbers from 0 to 2^31-1, e.g. [0, 1]")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise RecipeError(f"{path}: seeds={seeds!r} repeats {', '.join(map(str, repeated))}: a seed counted twice "
+                          f"would fake a spread; accepted: distinct seeds, e.g. [0, 1]")  # fmt: skip
     return seeds
 
 
@@ -251,10 +292,12 @@ def validate(recipe: Recipe) -> None:
                         context=f" in pretrained model {name!r}")  # fmt: skip
         except ConfigError as err:
             raise RecipeError(f"recipe {recipe.name}, pretrained model {name!r}: {err}") from err
-    from ..data.tasks import get_task
+    from ..data.tasks import get_task, load_task
 
     for task in recipe.suite:
-        get_task(task)
+        spec = get_task(task)
+        if spec.loader == "local":  # its files are read now: a bad label stops the recipe before it trains
+            load_task(spec)
     for name, folder in recipe.references.items():
         if folder.startswith("registry:"):
             from ..pretrained import REGISTRY
@@ -268,6 +311,7 @@ def validate(recipe: Recipe) -> None:
     from ..finetune import make_config
 
     make_config(recipe.finetune)
+    corpus_settings(recipe).validate()
     check_teachers(recipe)
 
 
@@ -294,18 +338,128 @@ def check_teachers(recipe: Recipe) -> None:
                     raise RecipeError(f"recipe {recipe.name}, arm {arm!r}: {err}") from None
 
 
+def corpus_settings(recipe: Recipe):
+    """The recipe's ``corpus:`` as CorpusSettings; an unknown key is refused naming the accepted ones."""
+    from dataclasses import fields
+
+    from ..data.corpus import CorpusSettings
+
+    known = [f.name for f in fields(CorpusSettings)]
+    unknown = sorted(set(recipe.corpus) - set(known))
+    if unknown:
+        raise RecipeError(f"recipe {recipe.name}: unknown corpus key(s) {', '.join(map(str, unknown))}; accepted: "
+                          f"{', '.join(known)}")  # fmt: skip
+    try:
+        return CorpusSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in recipe.corpus.items()})
+    except TypeError as err:
+        raise RecipeError(f"recipe {recipe.name}: corpus: {err}") from None
+
+
+@dataclass
+class PlannedRun:
+    """One pretraining run of a recipe: a pretrained model (``arm`` empty) or an arm x seed."""
+
+    label: str
+    run_dir: Path
+    overrides: list[str]
+    arm: str = ""
+    seed: int = 0
+    base: str = ""  # the run's base config (a pretrained model may name its own)
+
+
+def _planned_runs(recipe: Recipe, out: Path, corpus: str) -> list[PlannedRun]:
+    """Every pretraining run of the recipe, pretrained models first, then arms x seeds."""
+    runs, sources = [], {}
+    for name, source in recipe.pretrained.items():
+        if not isinstance(source, dict) or not isinstance(source.get("overrides", []), list):
+            raise RecipeError(f"recipe {recipe.name}: pretrained model {name!r} must be a mapping with a list of "
+                              f"overrides and a budget, got {source!r}")  # fmt: skip
+        run_dir = out / "pretrained" / name
+        budget = str(source.get("budget", recipe.budget))
+        overrides = [*map(str, source.get("overrides", [])), f"budget={budget}", f"corpus={corpus}",
+                     "impl.progress=false"]  # fmt: skip
+        runs.append(PlannedRun(f"pretrained model {name!r}", run_dir, overrides,
+                               base=str(source.get("config", recipe.base))))  # fmt: skip
+        sources[name] = str(run_dir / "final")
+    for arm in recipe.arms:
+        for seed in arm_seeds(recipe, arm):
+            run_dir = out / "arms" / arm / f"seed{seed}"
+            overrides = arm_overrides(recipe, arm, seed, corpus, sources)
+            runs.append(PlannedRun(f"arm {arm!r} seed {seed}", run_dir, overrides, arm, seed, recipe.base))
+    return runs
+
+
+def check_runs_match(recipe: Recipe, runs: list[PlannedRun]) -> None:
+    """Each run folder already there must hold the run the recipe now asks for: the same results settings (model,
+    corpus, budget, masking, training, init; speed settings may differ). Otherwise its results would be reported
+    under settings it was not trained with: refused, naming the run and what differs."""
+    from ..config import to_dict
+    from ..files import folder_entries
+    from ..training.checkpoint import changed_result_settings
+    from ..training.loop import saved_config
+
+    for run in runs:
+        label, run_dir, overrides = run.label, run.run_dir, run.overrides
+        if not folder_entries(run_dir):
+            continue
+        if not (run_dir / "config.yaml").is_file():
+            raise RecipeError(f"recipe {recipe.name}: {run_dir} (the folder of {label}) holds files that are not a "
+                              f"run of hbert; choose another out= or move them away")  # fmt: skip
+        wanted = to_dict(load_config(run.base or recipe.base, [*overrides, f"out={run_dir}"]))
+        there = to_dict(saved_config(run_dir))
+        changed = changed_result_settings(wanted, there)
+        if changed:
+            flat_w, flat_t = _flat_settings(wanted), _flat_settings(there)
+            diffs = "; ".join(f"{k}: {flat_t.get(k)!r} there, {flat_w.get(k)!r} now" for k in changed[:3])
+            raise RecipeError(
+                f"recipe {recipe.name}: {run_dir} holds {label} trained with other settings ({diffs}); its results "
+                f"would be reported under settings it was not trained with. Choose another out= for the changed "
+                f"recipe, or delete that run folder to train it again"
+            )
+
+
+def _flat_settings(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key not in ("fields", "layer_map"):
+            out.update(_flat_settings(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_out_folder(recipe: Recipe, out: Path) -> None:
+    """``out`` is new, empty, or the folder of an earlier run of a recipe (it holds recipe.yaml): never a folder
+    of other files."""
+    from ..files import folder_entries
+
+    if out.exists() and not out.is_dir():
+        raise RecipeError(f"out={out} is a file; accepted: a new or empty folder, or the folder of an earlier run")
+    entries = folder_entries(out)
+    if entries and "recipe.yaml" not in entries:
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise RecipeError(f"out={out} holds other files ({shown}) and no recipe.yaml; accepted: a new or empty "
+                          f"folder, or the folder of an earlier run of this recipe")  # fmt: skip
+
+
 def _run_pretraining(run_dir: Path, base: str, overrides: list[str]) -> dict:
+    """A run of the recipe: its summary when finished, else resumed from a checkpoint, else started (a start that
+    died before its first checkpoint, whose settings ``check_runs_match`` found the same, is started again)."""
+    import shutil
+
     from ..training import pretrain
-    from ..training.loop import latest_checkpoint
 
     summary_path = run_dir / "summary.json"
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())
-        if summary.get("status") == "completed":
+        if summary.get("status") == "completed" and (run_dir / "final").is_dir():
             return summary
-    if latest_checkpoint(run_dir) is not None:
+    if any((run_dir / "checkpoints").glob("step-*/state.pt")):
         print(f"  resuming {run_dir}", flush=True)
         return pretrain(None, resume=str(run_dir))
+    if (run_dir / "config.yaml").is_file() and not (run_dir / "final").exists():
+        print(f"  {run_dir} stopped before its first checkpoint: starting it again", flush=True)
+        shutil.rmtree(run_dir)
     print(f"  pretraining {run_dir}", flush=True)
     return pretrain(load_config(base, [*overrides, f"out={run_dir}"]))
 
@@ -327,44 +481,48 @@ def heldout_curve(run_dir: Path, x: str = "elapsed") -> list[tuple[float, float]
 
 
 def run_recipe(recipe: Recipe) -> Path:
-    from ..data.corpus import CorpusSettings, prepare_corpus
-    from ..data.tasks import evaluation_hashes
+    """Run the recipe in its ``out`` folder, locked against other hbert processes; every setting and every run
+    folder already there is checked before the first step."""
+    from ..files import folder_lock
 
     validate(recipe)
     out = Path(recipe.out)
+    with folder_lock(out, "out"):
+        check_out_folder(recipe, out)
+        return _run_locked(recipe, out)
+
+
+def _run_locked(recipe: Recipe, out: Path) -> Path:
+    from ..data.corpus import default_dir, prepare_corpus
+    from ..data.tasks import evaluation_hashes
+
+    settings = corpus_settings(recipe)
+    corpus = recipe.corpus_path or str(default_dir(settings))
+    runs = _planned_runs(recipe, out, corpus)
+    check_runs_match(recipe, runs)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.yaml").write_text(yaml.safe_dump({k: v for k, v in recipe.__dict__.items()}, sort_keys=False))
-    if recipe.corpus_path:
-        corpus = recipe.corpus_path
-    else:
-        settings = CorpusSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in recipe.corpus.items()})
-        corpus = str(prepare_corpus(settings, decontamination=lambda: evaluation_hashes(settings.decontaminate)))
-    sources = {}
-    for name, source in recipe.pretrained.items():
-        run_dir = out / "pretrained" / name
-        budget = str(source.get("budget", recipe.budget))
-        _run_pretraining(run_dir, source.get("config", recipe.base), [*source.get("overrides", []), f"budget={budget}",
-                                                                     f"corpus={corpus}", "impl.progress=false"])  # fmt: skip
-        sources[name] = str(run_dir / "final")
+    write_atomic(out / "recipe.yaml", yaml.safe_dump({k: v for k, v in recipe.__dict__.items()}, sort_keys=False))
+    if not recipe.corpus_path:
+        prepare_corpus(settings, decontamination=lambda: evaluation_hashes(settings.decontaminate))
     rows = []
-    for arm in recipe.arms:
-        for seed in arm_seeds(recipe, arm):
-            run_dir = out / "arms" / arm / f"seed{seed}"
-            summary = _run_pretraining(run_dir, recipe.base, arm_overrides(recipe, arm, seed, corpus, sources))
-            share = (summary.get("machine") or {}).get("cpu_share")
-            row = {"arm": arm, "seed": seed, "parameters": summary["parameters"], "tokens": summary["tokens"],
-                   "steps": summary["steps"], "charged_seconds": round(summary["charged_seconds"], 1),
-                   "scoring_seconds": round(summary.get("scoring_seconds", 0.0), 1),
-                   "tokens_per_s": round(summary["tokens"] / max(summary["charged_seconds"], 1e-9), 1),
-                   "cpu_share": share, "heldout_mlm_acc": summary["heldout_mlm_acc"],
-                   "heldout_mlm_loss": summary["heldout_mlm_loss"]}  # fmt: skip
-            if "compile" in summary:  # compiled runs: did every step run compiled, and recompile never?
-                row.update(compiled=summary["compiled"], recompiles=summary["compile"]["recompiles"])
-            twin_key, twin = _twin_scores(recipe, out, run_dir)
-            row.update(downstream_columns(recipe, _downstream(recipe, run_dir), twin))
-            if twin_key:
-                row["twin"] = twin_key
-            rows.append(row)
+    for run in runs:
+        summary = _run_pretraining(run.run_dir, run.base or recipe.base, run.overrides)
+        if not run.arm:
+            continue
+        share = (summary.get("machine") or {}).get("cpu_share")
+        row = {"arm": run.arm, "seed": run.seed, "parameters": summary["parameters"], "tokens": summary["tokens"],
+               "steps": summary["steps"], "charged_seconds": round(summary["charged_seconds"], 1),
+               "scoring_seconds": round(summary.get("scoring_seconds", 0.0), 1),
+               "tokens_per_s": round(summary["tokens"] / max(summary["charged_seconds"], 1e-9), 1),
+               "cpu_share": share, "heldout_mlm_acc": summary["heldout_mlm_acc"],
+               "heldout_mlm_loss": summary["heldout_mlm_loss"]}  # fmt: skip
+        if "compile" in summary:  # compiled runs: did every step run compiled, and recompile never?
+            row.update(compiled=summary["compiled"], recompiles=summary["compile"]["recompiles"])
+        twin_key, twin = _twin_scores(recipe, out, run.run_dir)
+        row.update(downstream_columns(recipe, _downstream(recipe, run.run_dir), twin))
+        if twin_key:
+            row["twin"] = twin_key
+        rows.append(row)
     references = _references(recipe, out)
     if recipe.inference:
         speeds = _inference(out, recipe)
@@ -408,10 +566,11 @@ def _scores(recipe: Recipe, checkpoint: str, path: Path, label: str, init_scheme
 
     done = json.loads(path.read_text()) if path.exists() else {}
     seeds = seeds if seeds is not None else _finetune_seeds(recipe, twin=init_scheme is not None)
+    settings = finetune_settings(recipe)
     for task in recipe.suite:
         entry = done.get(task)
-        if isinstance(entry, dict) and entry.get("seeds") == seeds:
-            continue
+        if isinstance(entry, dict) and entry.get("seeds") == seeds and entry.get("settings") == settings:
+            continue  # scores of exactly these fine-tuning settings: kept; other settings are fine-tuned again
         scores, losses = [], []
         for s in seeds:
             print(f"  fine-tuning {label} on {task}, seed {s}", flush=True)
@@ -425,10 +584,23 @@ def _scores(recipe: Recipe, checkpoint: str, path: Path, label: str, init_scheme
             )
             scores.append(metrics["score"])
             losses.append(metrics["loss"])
-        done[task] = {"seeds": seeds, "scores": scores, "losses": losses}
+        done[task] = {"seeds": seeds, "settings": settings, "scores": scores, "losses": losses}
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(done, indent=2))
+        write_atomic(path, json.dumps(done, indent=2))
     return {task: {"scores": done[task]["scores"], "losses": done[task].get("losses", [])} for task in recipe.suite}
+
+
+def finetune_settings(recipe: Recipe) -> dict:
+    """The fine-tuning settings that change scores (not the seed, progress bars, floors or device), which identify
+    cached downstream scores."""
+    from dataclasses import asdict
+
+    from ..finetune import make_config
+
+    config = asdict(make_config(recipe.finetune))
+    for speed_only in ("seed", "progress", "floors", "device", "dynamic_padding"):
+        config.pop(speed_only, None)
+    return config
 
 
 def _downstream(recipe: Recipe, run_dir: Path) -> dict:
@@ -475,7 +647,7 @@ def _cheap_floors(recipe: Recipe, out: Path) -> dict:
         if cached.get(task, {}).get("limits") != limits:
             floors = cheap_floors(task, *limits)
             cached[task] = {"limits": limits, **{k: v["score"] for k, v in floors.items()}}
-    path.write_text(json.dumps(cached, indent=2))
+    write_atomic(path, json.dumps(cached, indent=2))
     return {task: cached[task] for task in recipe.suite}
 
 
@@ -534,7 +706,7 @@ def _inference(out: Path, recipe: Recipe) -> dict[str, dict[str, float]]:
     for r in rows:
         if r["kind"] == "throughput":
             speeds.setdefault(names[r["model"]], {})[str(r["seq"])] = round(r["sequences_per_s"], 1)
-    path.write_text(json.dumps(speeds, indent=2))
+    write_atomic(path, json.dumps(speeds, indent=2))
     return speeds
 
 
@@ -555,11 +727,12 @@ def write_results(out: Path, recipe: Recipe, rows: list[dict], floors: dict | No
                   references: list[dict] | None = None) -> None:  # fmt: skip
     floors, references = floors or {}, references or []
     columns = list(dict.fromkeys(k for row in [*rows, *references] for k in row))
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-        writer.writerows(references)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    writer.writerows(references)
+    write_atomic(out / "results.csv", table.getvalue())
     lines = [f"# {recipe.name}", "", *_intro(recipe), ""]
     lines += _main_table(recipe, rows, floors)
     lines += _reference_table(recipe, rows, references)
@@ -572,7 +745,7 @@ def write_results(out: Path, recipe: Recipe, rows: list[dict], floors: dict | No
         lines.append("![downstream scores](downstream.png)")
     if len({r["tokens"] for r in rows}) > 1 and any("suite_avg_twin_scores" in r for r in rows):
         lines.append("![downstream gain over the random-init twin against tokens seen](payoff.png)")
-    (out / "REPORT.md").write_text("\n".join(lines) + "\n")
+    write_atomic(out / "REPORT.md", "\n".join(lines) + "\n")
     try:
         plot(out, recipe, rows, floors)
     except MissingDependency as err:  # the report and results.csv are complete without the plots

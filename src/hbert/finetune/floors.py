@@ -85,18 +85,20 @@ def cheap_floors(spec: TaskSpec | str, max_train_examples: int = 0, max_eval_exa
     }
 
 
-def random_init_twin(checkpoint: str, out_dir: str | os.PathLike, seed: int = 0, init_scheme: str = "bert") -> Path:
+def random_init_twin(checkpoint: str, out_dir: str | os.PathLike, seed: int = 0, init_scheme: str = "bert",
+                     trust_remote_code: bool = False) -> Path:  # fmt: skip
     """Save, in ``out_dir``, a masked-LM model with the configuration and tokenizer of ``checkpoint`` and freshly
     initialised weights (the model class's own initialisation, seeded; ``init_scheme="subln"`` applies the Sub-LN
-    scaling a pretraining run with ``init.scheme=subln`` starts from): the pretrained model's control."""
+    scaling a pretraining run with ``init.scheme=subln`` starts from): the pretrained model's control. Code shipped
+    with the checkpoint runs only with ``trust_remote_code``."""
     import torch
-    from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForMaskedLM
 
-    import hbert.modeling  # noqa: F401 - registers the hbert classes with the Auto factories
+    from ..remote import auto_from_pretrained, tokenizer_from_pretrained
 
-    config = AutoConfig.from_pretrained(checkpoint)
+    config = auto_from_pretrained(AutoConfig, checkpoint, trust_remote_code)
     torch.manual_seed(seed)
-    model = AutoModelForMaskedLM.from_config(config)
+    model = AutoModelForMaskedLM.from_config(config, trust_remote_code=trust_remote_code)
     if init_scheme == "subln":
         from ..training.init import subln_scale
 
@@ -104,7 +106,7 @@ def random_init_twin(checkpoint: str, out_dir: str | os.PathLike, seed: int = 0,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
-    AutoTokenizer.from_pretrained(checkpoint).save_pretrained(out_dir)
+    tokenizer_from_pretrained(checkpoint, trust_remote_code).save_pretrained(out_dir)
     return out_dir
 
 
@@ -114,7 +116,8 @@ def random_init_score(checkpoint: str, spec: TaskSpec | str, config, init_scheme
     from .trainer import finetune
 
     with tempfile.TemporaryDirectory(prefix="hbert-twin-") as tmp:
-        twin = random_init_twin(checkpoint, tmp, seed=config.seed, init_scheme=init_scheme)
+        twin = random_init_twin(checkpoint, tmp, seed=config.seed, init_scheme=init_scheme,
+                                trust_remote_code=config.trust_remote_code)  # fmt: skip
         result = finetune(str(twin), spec, dataclasses.replace(config, floors="none"))
     return result["validation"]
 

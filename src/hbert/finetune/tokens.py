@@ -16,24 +16,28 @@ from ..data.tasks import TaskSpec, load_task
 from ..data.tokenizer import save_with_model
 
 
-def load_tagger(checkpoint: str, spec: TaskSpec):
+def load_tagger(checkpoint: str, spec: TaskSpec, trust_remote_code: bool = False):
     """(model, tokenizer): any checkpoint whose model type has a token-classification class (hbert's are
-    registered with the Auto classes on import, so no remote code runs)."""
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
+    registered with the Auto classes on import, so no remote code runs); a checkpoint or tokenizer that ships its
+    own code loads only with ``trust_remote_code``, and a load that leaves encoder weights random is refused."""
+    from transformers import AutoModelForTokenClassification
     from transformers.utils import logging as hf_logging
 
-    import hbert.modeling  # noqa: F401 - registers the hbert classes with the Auto factories
+    from ..remote import IncompleteWeightsError, RemoteCodeError, auto_from_pretrained, tokenizer_from_pretrained
+    from .trainer import FinetuneError, _check_local
 
-    from .trainer import FinetuneError
-
+    _check_local(checkpoint)
     names = dict(enumerate(spec.label_names))
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the fresh tagging head is reported as "missing": expected here
     try:
-        model = AutoModelForTokenClassification.from_pretrained(
-            checkpoint, num_labels=len(names), id2label=names, label2id={v: k for k, v in names.items()}
-        )
-        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        model = auto_from_pretrained(
+            AutoModelForTokenClassification, checkpoint, trust_remote_code, new_head=True, num_labels=len(names),
+            id2label=names, label2id={v: k for k, v in names.items()},
+        )  # fmt: skip
+        tokenizer = tokenizer_from_pretrained(checkpoint, trust_remote_code)
+    except (RemoteCodeError, IncompleteWeightsError):
+        raise
     except (OSError, ValueError, KeyError) as err:
         raise FinetuneError(
             f"{checkpoint} cannot be fine-tuned for token classification: {str(err).splitlines()[0][:200]}; "
@@ -101,12 +105,12 @@ def finetune_tokens(checkpoint: str, spec: TaskSpec, config, save: str | None = 
     precision). Batches are always padded to their own longest sequence."""
     from transformers import DataCollatorForTokenClassification
 
-    from .trainer import _device
+    from .trainer import _device, check_finite
 
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     device = _device(config.device)
-    model, tokenizer = load_tagger(checkpoint, spec)
+    model, tokenizer = load_tagger(checkpoint, spec, config.trust_remote_code)
     model.to(device)
     splits = _encoded_splits(spec, tokenizer, config)
     collator = DataCollatorForTokenClassification(tokenizer, return_tensors="pt")
@@ -124,6 +128,7 @@ def finetune_tokens(checkpoint: str, spec: TaskSpec, config, save: str | None = 
         seen += n
         train_seconds += time.perf_counter() - t0
         val = evaluate_tags(model, splits["validation"], collator, spec, device)
+        check_finite(val["loss"], spec, epoch, config)
         history.append({"epoch": epoch + 1, **val})
         if best is None or val["loss"] < best["loss"]:
             best, waited = {"epoch": epoch + 1, **val}, 0
@@ -198,9 +203,12 @@ def _train_epoch(
 
 
 def _save_tagger(model, tokenizer, save: str) -> None:
-    Path(save).mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(save)
-    save_with_model(tokenizer, save, getattr(model.config, "max_position_embeddings", tokenizer.model_max_length))
+    """The fine-tuned tagger and its tokenizer, written into a temporary folder renamed into place."""
+    from ..files import atomic_dir
+
+    with atomic_dir(Path(save)) as tmp:
+        model.save_pretrained(tmp)
+        save_with_model(tokenizer, tmp, getattr(model.config, "max_position_embeddings", tokenizer.model_max_length))
 
 
 __all__ = ["encode_words", "entity_metrics", "evaluate_tags", "finetune_tokens", "load_tagger"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import os
 import random
@@ -86,7 +85,8 @@ def make_config(overrides: dict | None = None) -> FinetuneConfig:
             raise FinetuneError(f"unknown fine-tuning setting {key!r}{hint} (accepted: {', '.join(fields)})")
         current = getattr(config, key)
         try:
-            value = type(current)(value) if not isinstance(current, bool) else _as_bool(value)
+            value = _as_bool(value) if isinstance(current, bool) else _as_int(value) if isinstance(current, int) \
+                else type(current)(value)  # fmt: skip
         except (TypeError, ValueError) as err:
             raise FinetuneError(f"{key}: cannot use {value!r} (expected {type(current).__name__})") from err
         setattr(config, key, value)
@@ -113,6 +113,17 @@ def _check_ranges(config: FinetuneConfig) -> None:
             raise FinetuneError(f"{key}={value!r}; accepted: {'> 0' if key == 'lr' else f'>= {low}'} and <= {high:g}")
     if config.precision not in ("fp32", "bf16"):
         raise FinetuneError(f"precision={config.precision!r}; accepted: fp32, bf16")
+
+
+def _as_int(value) -> int:
+    """A whole number: ``epochs=1.9`` or ``seed=0.5`` is refused, not rounded down."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(value)
+        return int(value)
+    return int(str(value).strip())
 
 
 def _as_bool(value) -> bool:
@@ -142,9 +153,9 @@ def load_classifier(checkpoint: str, spec: TaskSpec, trust_remote_code: bool = F
     """(model, tokenizer) for a task: any checkpoint with a sequence-classification class; one that ships its
     own code loads only with ``trust_remote_code``."""
     from safetensors import SafetensorError
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from ..remote import RemoteCodeError, auto_from_pretrained
+    from ..remote import IncompleteWeightsError, RemoteCodeError, auto_from_pretrained, tokenizer_from_pretrained
 
     _check_local(checkpoint)
     try:
@@ -169,7 +180,11 @@ def load_classifier(checkpoint: str, spec: TaskSpec, trust_remote_code: bool = F
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load report lists the fresh classifier head as "missing": expected here
     try:
-        model = auto_from_pretrained(AutoModelForSequenceClassification, checkpoint, trust_remote_code, **kwargs)
+        model = auto_from_pretrained(
+            AutoModelForSequenceClassification, checkpoint, trust_remote_code, new_head=True, **kwargs
+        )
+    except (RemoteCodeError, IncompleteWeightsError):
+        raise
     except (OSError, SafetensorError) as err:
         raise FinetuneError(f"{checkpoint}: the weights cannot be read ({str(err).splitlines()[0][:200]}); "
                             f"accepted: a complete checkpoint folder (save or copy it again)") from err  # fmt: skip
@@ -182,7 +197,9 @@ def load_classifier(checkpoint: str, spec: TaskSpec, trust_remote_code: bool = F
     finally:
         hf_logging.set_verbosity(verbosity)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        tokenizer = tokenizer_from_pretrained(checkpoint, trust_remote_code)
+    except RemoteCodeError:
+        raise
     except (OSError, ValueError) as err:
         raise FinetuneError(f"{checkpoint} has no tokenizer ({str(err)[:120]}); save one with the model") from err
     return model, tokenizer
@@ -324,6 +341,15 @@ def _prepare(checkpoint: str, spec: TaskSpec, config: FinetuneConfig, device):
     return model, tokenizer, splits
 
 
+def check_finite(loss: float, spec: TaskSpec, epoch: int, config: FinetuneConfig) -> None:
+    """A diverged fine-tuning stops with an error instead of reporting scores of a broken model."""
+    if not math.isfinite(loss):
+        raise FinetuneError(
+            f"fine-tuning on {spec.name} diverged: validation loss {loss} after epoch {epoch + 1}; accepted: a "
+            f"lower learning rate (lr={config.lr:g} now) or precision=fp32"
+        )
+
+
 def _train_epoch(model, optimizer, train, fit: _Fit, config: FinetuneConfig, rng, pad_id: int, device, bar) -> None:
     """One pass over the training split: linear warm-up and decay by step, clipping at 1, AdamW."""
     train_ids, train_types, train_labels = train
@@ -365,6 +391,7 @@ def _fit(model, splits: dict, spec: TaskSpec, config: FinetuneConfig, pad_id: in
     for epoch in range(config.epochs):
         _train_epoch(model, optimizer, splits["train"], fit, config, rng, pad_id, device, bar)
         val = evaluate(model, splits["validation"], spec, config, pad_id, device)
+        check_finite(val["loss"], spec, epoch, config)
         if bar is not None:
             bar.write(f"  {spec.name} epoch {epoch + 1}/{config.epochs}: validation score {val['score']:.1f}, "
                       f"loss {val['loss']:.4f} ({time.time() - started:.0f} s)", file=sys.stderr)  # fmt: skip
@@ -378,11 +405,15 @@ def _fit(model, splits: dict, spec: TaskSpec, config: FinetuneConfig, pad_id: in
 
 
 def _save(save: str, model, tokenizer, result: dict) -> None:
-    Path(save).mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(save)
-    limit = getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
-    save_with_model(tokenizer, save, limit)
-    (Path(save) / "finetune.json").write_text(json.dumps(result, indent=2))
+    """The fine-tuned model, its tokenizer and ``finetune.json``, written into a temporary folder renamed into
+    place: a kill during the save leaves no half-written folder."""
+    from ..files import atomic_dir, strict_json
+
+    with atomic_dir(Path(save)) as tmp:
+        model.save_pretrained(tmp)
+        limit = getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
+        save_with_model(tokenizer, tmp, limit)
+        (tmp / "finetune.json").write_text(strict_json(result, indent=2))
 
 
 def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save: str | None = None) -> dict:
@@ -393,6 +424,10 @@ def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save
         from .tokens import finetune_tokens
 
         return finetune_tokens(checkpoint, spec, config, save)
+    if config.floors != "none":  # needed only after fine-tuning: checked before it
+        from .._optional import require
+
+        require("sklearn.linear_model", "the bag-of-words floor (floors=none leaves the floors out)")
     torch.manual_seed(config.seed)
     device = _device(config.device, key="device")
     model, tokenizer, splits = _prepare(checkpoint, spec, config, device)
@@ -430,6 +465,10 @@ def evaluate_suite(checkpoint: str, tasks: list[str], seeds: int, config: Finetu
     from .floors import cheap_floors, random_init_score
     from .metrics import glue_score, spread, spread_verdict
 
+    for task in tasks:  # every task known and every local task's files readable before the first one trains
+        spec = get_task(task) if isinstance(task, str) else task
+        if spec.loader == "local":
+            load_task(spec)
     per_task: dict[str, dict] = {}
     for task in tasks:
         configs = [dataclasses.replace(config, seed=config.seed + s, floors="none") for s in range(seeds)]

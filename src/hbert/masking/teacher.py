@@ -106,14 +106,14 @@ def static_pool_entropy(model, input_ids: torch.Tensor, positions: torch.Tensor,
     return _head_entropy(head, rows, keep_logits, None, model.config.vocab_size)
 
 
-def _teacher_special_ids(path: str, config) -> dict[str, int | None]:
+def _teacher_special_ids(path: str, config, trust_remote_code: bool = False) -> dict[str, int | None]:
     ids = {"pad": getattr(config, "pad_token_id", None)}
     tok = None
     if os.path.isdir(path):
         if any(os.path.exists(os.path.join(path, f)) for f in ("tokenizer.json", "tokenizer_config.json")):
-            from transformers import AutoTokenizer
+            from ..remote import tokenizer_from_pretrained
 
-            tok = AutoTokenizer.from_pretrained(path)
+            tok = tokenizer_from_pretrained(path, trust_remote_code, "masking.trust_remote_code=true")
         elif os.path.exists(os.path.join(path, "vocab.txt")):
             from transformers import BertTokenizer
 
@@ -123,9 +123,9 @@ def _teacher_special_ids(path: str, config) -> dict[str, int | None]:
     return ids
 
 
-def check_teacher(path: str, config, student_vocab: int, student_tokenizer) -> None:
+def check_teacher(path: str, config, student_vocab: int, student_tokenizer, trust_remote_code: bool = False) -> None:
     """Refuse a teacher whose vocabulary size or special-token ids differ from the student's."""
-    teacher_ids = _teacher_special_ids(path, config)
+    teacher_ids = _teacher_special_ids(path, config, trust_remote_code)
     student_ids = {
         "cls": student_tokenizer.cls_token_id,
         "sep": student_tokenizer.sep_token_id,
@@ -159,8 +159,8 @@ def load_teacher(path: str, device: torch.device, precision: str, student_vocab:
     if not path:
         raise TeacherError("masking.source=teacher needs masking.teacher=PATH_OR_HUB_NAME")
     config = teacher_config(path, trust_remote_code)
-    check_teacher(path, config, student_vocab, student_tokenizer)
-    model = auto_from_pretrained(AutoModelForMaskedLM, path, trust_remote_code, option)
+    check_teacher(path, config, student_vocab, student_tokenizer, trust_remote_code)
+    model = auto_from_pretrained(AutoModelForMaskedLM, path, trust_remote_code, option, new_head=False)
     model.requires_grad_(False)
     if precision == "bf16":
         model.to(torch.bfloat16)

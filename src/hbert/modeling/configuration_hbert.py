@@ -83,6 +83,39 @@ def _pattern(kinds: Sequence[str]) -> str:
     return "".join(ATTENTION_KINDS[kind].letter for kind in kinds)
 
 
+# The accepted range of each size (inclusive): wide enough for any real encoder (DeepNet trained 1,000 layers),
+# narrow enough that an absurd value is refused at once instead of building a model for minutes or hours.
+SHAPE_LIMITS = {
+    "vocab_size": (1, 2**24),
+    "hidden_size": (1, 2**16),
+    "num_hidden_layers": (1, 1024),
+    "num_attention_heads": (1, 2**12),
+    "intermediate_size": (1, 2**18),
+    "max_position_embeddings": (1, 2**20),
+    "type_vocab_size": (0, 2**10),
+}
+_SHARES = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+
+
+def _check_shape(config) -> None:
+    """Each size a whole number in its range, each dropout a share in [0, 1), the epsilon positive."""
+    for name, (low, high) in SHAPE_LIMITS.items():
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name}={value!r}; accepted: a whole number >= {low} and <= {high}")
+    for name in _SHARES:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            raise ValueError(f"{name}={value!r}; accepted: a number in [0, 1)")
+    if config.classifier_dropout is not None and not (
+        isinstance(config.classifier_dropout, (int, float)) and 0.0 <= config.classifier_dropout < 1.0
+    ):
+        raise ValueError(f"classifier_dropout={config.classifier_dropout!r}; accepted: a number in [0, 1), or null")
+    eps = config.layer_norm_eps
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0.0 < eps < 1.0:
+        raise ValueError(f"layer_norm_eps={eps!r}; accepted: a number in (0, 1)")
+
+
 class HBertConfig(PretrainedConfig):
     r"""Configuration of an hbert encoder (a BERT-style encoder whose layers may use softmax attention,
     Fastformer additive attention, or a gated mixture of both).
@@ -148,6 +181,7 @@ class HBertConfig(PretrainedConfig):
         stored = kwargs.pop(_STORED_KINDS_KEY, None)
         if stored is not None and self.layer_types is None:
             self.layer_types = stored
+        _check_shape(self)
         self.layer_types = parse_layer_types(self.layer_types, int(self.num_hidden_layers))
         if self.norm_scheme not in NORM_SCHEMES:
             raise ValueError(f"norm_scheme: unknown value {self.norm_scheme!r}; accepted: {', '.join(NORM_SCHEMES)}")
@@ -161,8 +195,6 @@ class HBertConfig(PretrainedConfig):
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads}); accepted: a head count that divides the hidden size"
             )
-        if self.type_vocab_size < 0:
-            raise ValueError(f"type_vocab_size must be >= 0 (0 = no token types), got {self.type_vocab_size}")
         kwargs.setdefault("auto_map", dict(_AUTO_MAP))
         super().__post_init__(**kwargs)
 

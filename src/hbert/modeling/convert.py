@@ -169,12 +169,15 @@ def from_hf_bert(source: BertForMaskedLM | BertModel | str | os.PathLike, with_r
     return model
 
 
-def _checkpoint_config(path: str | os.PathLike):
-    """The config of a checkpoint folder that holds an hbert or a Hugging Face BERT model; any other is refused."""
+def _checkpoint_config(path: str | os.PathLike, trust_remote_code: bool = False, option: str | None = None):
+    """The config of a checkpoint folder that holds an hbert or a Hugging Face BERT model; any other is refused.
+    A config that ships its own code is refused unless ``trust_remote_code`` (``option`` names the opt-in)."""
     from transformers import AutoConfig
 
+    from ..remote import auto_from_pretrained
+
     path = _folder(path, "loading a checkpoint")
-    config = AutoConfig.from_pretrained(path)
+    config = auto_from_pretrained(AutoConfig, str(path), trust_remote_code, option)
     if config.model_type not in ("hbert", "bert"):
         raise ValueError(f"{path}: model_type {config.model_type!r} is not supported; accepted: hbert, bert")
     return config
@@ -190,10 +193,15 @@ def hbert_config_of(path: str | os.PathLike) -> HBertConfig:
 
 def load_hbert_or_bert(path: str | os.PathLike) -> HBertForMaskedLM:
     """The masked-LM model of a checkpoint folder: an hbert checkpoint as saved, a Hugging Face BERT converted to
-    the ``bert`` preset (same outputs)."""
+    the ``bert`` preset (same outputs). Neither runs code shipped in the folder, and a load that would leave
+    weights at their random initialisation is refused (``remote.IncompleteWeightsError``)."""
+    from ..remote import check_complete
+
     if _checkpoint_config(path).model_type == "bert":
         return from_hf_bert(path)
-    return HBertForMaskedLM.from_pretrained(path)
+    model, info = HBertForMaskedLM.from_pretrained(path, output_loading_info=True)
+    check_complete(model, info, path, new_head=False)
+    return model
 
 
 def to_hf_bert(model: HBertForMaskedLM) -> BertForMaskedLM:

@@ -1,6 +1,10 @@
 """Checkpoints of a pretraining run: written atomically with a manifest (sizes and SHA-256 of every file, written
 last), verified on load, with a fall-back to the newest intact checkpoint. The resumable state holds only tensors,
-numbers and strings, so that it loads with ``torch.load(weights_only=True)``: resuming never unpickles code."""
+numbers and strings, so that it loads with ``torch.load(weights_only=True)``: resuming never unpickles code.
+
+A checkpoint without a manifest is not trusted silently: in a run whose other checkpoints carry one it counts as
+damaged; a run from an hbert before manifests resumes from it with a warning that it cannot be verified. Pruning
+old checkpoints never removes the newest verified one."""
 
 from __future__ import annotations
 
@@ -85,10 +89,38 @@ def save_checkpoint(run_dir: Path, model, tokenizer, state: dict, keep: int = 2)
         torch.save(state, tmp / "state.pt")
         write_manifest(tmp)
     write_atomic(root / "latest", name)
-    old = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and p.name != name)
-    for p in old[: max(0, len(old) - (keep - 1))]:
-        shutil.rmtree(p, ignore_errors=True)
+    _prune(root, final, keep)
     return final
+
+
+def _prune(root: Path, newest: Path, keep: int) -> None:
+    """Remove all but the ``keep`` newest checkpoints, never the newest verified one: when none of the kept ones
+    verifies (e.g. the one just written reads back damaged), the newest older one that does is kept too."""
+    steps = sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-")), reverse=True)
+    kept = [newest, *[p for p in steps if p != newest][: max(0, keep - 1)]]
+    if checkpoint_problem(newest) is not None and not any(checkpoint_problem(p) is None for p in kept[1:]):
+        verified = next((p for p in steps if p not in kept and checkpoint_problem(p) is None), None)
+        if verified is not None:
+            kept.append(verified)
+    for p in steps:
+        if p not in kept:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def verified_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint of ``run_dir`` whose files match its manifest, or None (what an error message may
+    call intact)."""
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        return None
+    return next((p for p in _candidates(run_dir) if checkpoint_problem(p) is None), None)
+
+
+def intact_note(run_dir: Path) -> str:
+    """Where the trained weights safely are, for an error message: the newest verified checkpoint, or that there
+    is none."""
+    path = verified_checkpoint(run_dir)
+    return f"the newest verified checkpoint is {path}" if path else f"{run_dir} holds no verified checkpoint"
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -109,14 +141,16 @@ def _candidates(run_dir: Path) -> list[Path]:
     return ([first] if first in steps else []) + [p for p in steps if p != first]
 
 
-def _load_one(path: Path):
+def _load_one(path: Path, manifests_expected: bool):
     from ..modeling import HBertForMaskedLM
+    from ..remote import check_complete
 
     problem = checkpoint_problem(path)
-    if problem and problem != NO_MANIFEST:  # without a manifest (older runs), loading below is the only check
-        raise CheckpointError(problem)
+    if problem and (problem != NO_MANIFEST or manifests_expected):
+        raise CheckpointError(problem)  # without a manifest in a run that has none (older hbert): loading checks
     state = torch.load(path / "state.pt", weights_only=True, map_location="cpu")
-    model = HBertForMaskedLM.from_pretrained(path / "model")
+    model, info = HBertForMaskedLM.from_pretrained(path / "model", output_loading_info=True)
+    check_complete(model, info, path / "model", new_head=False)
     return model, state
 
 
@@ -128,15 +162,20 @@ def load_checkpoint(run_dir: Path):
         raise CheckpointError(f"--resume {run_dir}: no checkpoint to resume from (no checkpoints folder)")
     remove_stale_temps(root)
     damaged = []
-    for path in _candidates(run_dir):
+    candidates = _candidates(run_dir)
+    manifests_expected = any((p / MANIFEST).exists() for p in candidates)
+    for path in candidates:
         try:
-            model, state = _load_one(path)
+            model, state = _load_one(path, manifests_expected)
         except Exception as err:  # any damage (truncated file, planted pickle, bad config) means: try an older one
             damaged.append(f"{path.name} ({str(err).splitlines()[0][:160] if str(err) else type(err).__name__})")
             continue
         if damaged:
             print(f"hbert pretrain: skipping damaged checkpoint(s) {'; '.join(damaged)}; resuming from the newest "
                   f"intact one, {path}", file=sys.stderr)  # fmt: skip
+        if not manifests_expected:
+            print(f"hbert pretrain: {path} has no manifest.json (written by an hbert before manifests): its files "
+                  f"cannot be verified; resuming from it as it loads", file=sys.stderr)  # fmt: skip
         return path, model, state
     found = "; ".join(damaged) if damaged else "none found"
     raise CheckpointError(f"--resume {run_dir}: no intact checkpoint to resume from ({found})")

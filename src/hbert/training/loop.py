@@ -13,6 +13,7 @@ atomically on an interval, at the end and on SIGTERM / SIGINT; ``resume`` contin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -27,7 +28,7 @@ import torch
 
 from ..config import PretrainConfig, config_from_dict, save_config, to_dict, validate_config
 from ..data.corpus import Corpus
-from ..files import read_yaml, remove_stale_temps, write_atomic
+from ..files import RUN_MARKERS, folder_entries, folder_lock, read_json, read_yaml, remove_stale_temps, write_atomic
 from ..masking.base import MaskingStrategy, SpecialIds, build_masking, masking_class
 from ..masking.random import RandomMasking
 from ..masking.teacher import TeacherCache
@@ -39,9 +40,11 @@ from .checkpoint import (
     CheckpointError,
     changed_result_settings,
     export_final,
+    intact_note,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
+    verified_checkpoint,
 )
 from .distributed import Dist, setup_distributed, teardown_distributed
 from .engine import Engine, StepResult, compile_model
@@ -262,7 +265,7 @@ def saved_config(run_dir: str | os.PathLike, impl_overrides: list[str] | None = 
     config = config_from_dict(data)
     config.out = str(run_dir)  # the folder given, also when the run was moved since
     for item in impl_overrides or []:
-        key, value = parse_override(item)
+        key, value = parse_override(item, text_keys=None)
         if not key.startswith("impl."):
             raise TrainingError(f"--resume accepts only impl.* (speed) overrides, got {key}")
         set_key(config, key, value)
@@ -289,10 +292,67 @@ def _export_or_explain(run_dir: Path, model, tokenizer) -> None:
     try:
         export_final(run_dir, model, tokenizer)
     except OSError as err:
+        where = verified_checkpoint(run_dir)
         raise TrainingError(
             f"training completed, but final/ could not be written ({err.strerror or err}: {err.filename or run_dir}); "
-            f"the trained weights are in the last checkpoint {latest_checkpoint(run_dir)}"
+            + (f"the trained weights are in the last checkpoint {where}" if where else intact_note(run_dir))
         ) from err
+
+
+# ------------------------------------------------------------------------------------------ the run folder
+
+
+def _finished(run_dir: Path) -> dict | None:
+    """The summary of a run that completed and exported final/, or None."""
+    try:
+        summary = read_json(run_dir / "summary.json")
+    except (OSError, ValueError):
+        return None
+    done = isinstance(summary, dict) and summary.get("status") == "completed" and (run_dir / "final").is_dir()
+    return summary if done else None
+
+
+def check_new_run_folder(run_dir: Path) -> None:
+    """A new run starts only in a new or empty folder: never over another run (finished, interrupted, or with its
+    checkpoints deleted) or over the user's own files."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TrainingError(f"out={run_dir} is a file; accepted: a new or empty folder for the run")
+    entries = folder_entries(run_dir)
+    if not entries:
+        return
+    if any(name in RUN_MARKERS for name in entries):
+        if _finished(run_dir):
+            raise TrainingError(f"{run_dir} already holds a run (finished: final/ and summary.json); choose another "
+                                f"out")  # fmt: skip
+        raise TrainingError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another out")
+    shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+    raise TrainingError(f"out={run_dir} holds other files ({shown}); accepted: a new or empty folder for the run")
+
+
+def check_resumable(run_dir: Path) -> None:
+    """``--resume`` continues an unfinished run; a finished one is left as it is (its summary and final/)."""
+    summary = _finished(run_dir)
+    if summary is not None:
+        raise TrainingError(
+            f"--resume {run_dir}: the run is finished ({summary.get('steps', '?')} steps, final/ exported); nothing "
+            f"to resume. To train further, start a new run with init=complete init.source={run_dir / 'final'}"
+        )
+
+
+@contextlib.contextmanager
+def claimed_run_folder(config: PretrainConfig, resume: str | None):
+    """The run folder, locked against other hbert processes for the whole run and checked under the lock (on the
+    main process; every rank of a ``torchrun`` writes through it)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    run_dir = Path(config.out)
+    with folder_lock(run_dir, None if resume else "out"):
+        if resume:
+            check_resumable(run_dir)
+        else:
+            check_new_run_folder(run_dir)
+        yield
 
 
 # ------------------------------------------------------------------------------------------ setting a run up
@@ -382,8 +442,6 @@ def _model_and_state(config: PretrainConfig, run_dir: Path, resume: str | None, 
     if resume:
         model, state = _resume_from(run_dir, config)
         return model, state["init_report"], state
-    if d.main and (run_dir / "checkpoints" / "latest").exists():
-        raise TrainingError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another out")
     model, init_report = build_model(config, tokenizer, seq_len)
     return model, init_report, None
 
@@ -500,8 +558,8 @@ def _stop_if_too_many(run: Run) -> None:
     if run.nonfinite >= run.config.train.max_nonfinite:
         run.log.close()
         raise TrainingError(
-            f"{run.nonfinite} non-finite losses in a row at step {run.clock.steps}: stopping. The last checkpoint "
-            f"({latest_checkpoint(run.run_dir)}) is intact; lower train.lr or use impl.precision=fp32"
+            f"{run.nonfinite} non-finite losses in a row at step {run.clock.steps}: stopping; "
+            f"{intact_note(run.run_dir)}. Lower train.lr or use impl.precision=fp32"
         )
 
 
@@ -605,10 +663,10 @@ def checkpoint_now(run: Run) -> None:
         try:
             save_checkpoint(run.run_dir, run.engine.model, run.tokenizer, state)
         except OSError as err:
-            previous = latest_checkpoint(run.run_dir)
-            print(f"hbert pretrain: checkpoint at step {run.clock.steps} failed ({err}); "
-                  f"the previous checkpoint {previous} is intact", file=sys.stderr)  # fmt: skip
-            raise TrainingError(f"checkpoint failed: {err}; previous checkpoint {previous} intact") from err
+            note = intact_note(run.run_dir)
+            print(f"hbert pretrain: checkpoint at step {run.clock.steps} failed ({err}); {note}",
+                  file=sys.stderr)  # fmt: skip
+            raise TrainingError(f"checkpoint failed: {err}; {note}") from err
     run.d.barrier()
     run.checkpoints.restart(run.clock)
 
@@ -712,15 +770,16 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
     With ``resume`` and no ``config``, the run's saved configuration is used."""
     config = _checked_config(config, resume)
     try:
-        run = start_run(config, resume)
-        status = "completed"
-        with _Signals() as signals:
-            run.signals = signals
-            while not run.clock.exhausted(run.budget):
-                train_step(run)
-                if between_steps(run, signals):
-                    status = "interrupted"
-                    break
-        return finish(run, status)
+        with claimed_run_folder(config, resume):
+            run = start_run(config, resume)
+            status = "completed"
+            with _Signals() as signals:
+                run.signals = signals
+                while not run.clock.exhausted(run.budget):
+                    train_step(run)
+                    if between_steps(run, signals):
+                        status = "interrupted"
+                        break
+            return finish(run, status)
     finally:
         teardown_distributed()
