@@ -170,7 +170,7 @@ def test_references_per_arm_seeds_and_inference_lengths(setup):
                    arms={"bert": ["model=bert"], "one-seed": ["model=hbert-v1", "seeds=[1]"]})  # fmt: skip
     data = yaml.safe_load(open(path))
     data.update({"references": {"ceiling": reference}, "inference": True, "inference_lengths": [16, 32],
-                 "twin_finetune_seeds": 2})  # fmt: skip
+                 "twin_finetune_seeds": 2, "teacher": {"config": base, "budget": "4-steps"}})  # fmt: skip
     open(path, "w").write(yaml.safe_dump(data))
     out = run_recipe(Recipe.load(path))
     rows = list(csv.DictReader(open(out / "results.csv")))
@@ -182,6 +182,9 @@ def test_references_per_arm_seeds_and_inference_lengths(setup):
     report = (out / "REPORT.md").read_text()
     assert "## References (fine-tuned as they are)" in report and "(b32, s32, fp32)" in report
     assert "(one-seed: [1])" in report
+    teacher = json.loads((out / "pretrained" / "teacher" / "summary.json").read_text())
+    line = next(x for x in report.splitlines() if x.startswith("| teacher |"))  # under "## Pretrained first"
+    assert f"{teacher['heldout_mlm_acc']:.4f}" in line and f"{teacher['tokens']:,}" in line
     assert sum(line.startswith("- `") and "against `ceiling`" in line for line in report.splitlines()) == 2
 
 

@@ -505,9 +505,11 @@ def _run_locked(recipe: Recipe, out: Path) -> Path:
     if not recipe.corpus_path:
         prepare_corpus(settings, decontamination=lambda: evaluation_hashes(settings.decontaminate))
     rows = []
+    pretrained = {}
     for run in runs:
         summary = _run_pretraining(run.run_dir, run.base or recipe.base, run.overrides)
         if not run.arm:
+            pretrained[run.run_dir.name] = summary
             continue
         share = (summary.get("machine") or {}).get("cpu_share")
         row = {"arm": run.arm, "seed": run.seed, "parameters": summary["parameters"], "tokens": summary["tokens"],
@@ -530,7 +532,7 @@ def _run_locked(recipe: Recipe, out: Path) -> Path:
             for length, speed in speeds.get(row["arm"], {}).items():
                 row[_speed_column(recipe, int(length))] = speed
     floors = _cheap_floors(recipe, out)
-    write_results(out, recipe, rows, floors, references)
+    write_results(out, recipe, rows, floors, references, pretrained)
     return out
 
 
@@ -724,7 +726,7 @@ def _pooled(rows: list[dict], column: str) -> list[float]:
 
 
 def write_results(out: Path, recipe: Recipe, rows: list[dict], floors: dict | None = None,
-                  references: list[dict] | None = None) -> None:  # fmt: skip
+                  references: list[dict] | None = None, pretrained: dict | None = None) -> None:  # fmt: skip
     floors, references = floors or {}, references or []
     columns = list(dict.fromkeys(k for row in [*rows, *references] for k in row))
     table = io.StringIO(newline="")
@@ -736,6 +738,7 @@ def write_results(out: Path, recipe: Recipe, rows: list[dict], floors: dict | No
     lines = [f"# {recipe.name}", "", *_intro(recipe), ""]
     lines += _main_table(recipe, rows, floors)
     lines += _reference_table(recipe, rows, references)
+    lines += _pretrained_table(pretrained or {})
     if recipe.suite and (floors or any(f"{recipe.suite[0]}_twin" in r for r in rows)):
         lines += ["", "## Floors", "", *_floor_table(recipe, rows, floors)]
     lines += _loss_table(recipe, rows)
@@ -804,6 +807,20 @@ def _main_table(recipe: Recipe, rows: list[dict], floors: dict) -> list[str]:
                 f"{arm_rows[0].get(_speed_column(recipe, n)) or float('nan'):.1f}" for n in recipe.inference_lengths
             ]
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _pretrained_table(pretrained: dict) -> list[str]:
+    """The models the recipe pretrained first (e.g. a teacher), on the same held-out mask as the arms: how much
+    stronger a teacher is than its students, and what it cost."""
+    if not pretrained:
+        return []
+    lines = ["", "## Pretrained first", "", "| model | parameters | tokens seen | time s | CPU share | held-out MLM acc | "
+             "held-out MLM loss |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for name, s in pretrained.items():
+        share = (s.get("machine") or {}).get("cpu_share")
+        lines.append(f"| {name} | {s['parameters']:,} | {s['tokens']:,} | {s['charged_seconds']:,.0f} | "
+                     f"{share if share is not None else '-'} | {s['heldout_mlm_acc']:.4f} | {s['heldout_mlm_loss']:.3f} |")  # fmt: skip
     return lines
 
 
