@@ -219,7 +219,6 @@ def validate(recipe: Recipe) -> None:
     from ..finetune import make_config
 
     make_config(recipe.finetune)
-    check_teachers(recipe)
 
 
 def check_teachers(recipe: Recipe) -> None:
@@ -282,6 +281,7 @@ def run_recipe(recipe: Recipe) -> Path:
     from ..data.tasks import evaluation_hashes
 
     validate(recipe)
+    check_teachers(recipe)
     out = Path(recipe.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.yaml").write_text(yaml.safe_dump({k: v for k, v in recipe.__dict__.items()}, sort_keys=False))

@@ -3,6 +3,7 @@ must take together (a rank's own clock or loss alone could disagree with the oth
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
 
@@ -82,11 +83,17 @@ def setup_distributed(device_kind: str) -> Dist:
             dist.init_process_group("nccl", device_id=device)
         else:
             dist.init_process_group("gloo")
-    host_group = dist.new_group(backend="gloo") if dist.get_backend() == "nccl" else None
-    return Dist(dist.get_rank(), dist.get_world_size(), local_rank, host_group)
+        atexit.register(teardown_distributed)  # at exit, after every run of this process (a recipe's arms share it)
+    global _HOST_GROUP
+    if _HOST_GROUP is None and dist.get_backend() == "nccl":  # made once per process, by every rank
+        _HOST_GROUP = dist.new_group(backend="gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), local_rank, _HOST_GROUP)
+
+
+_HOST_GROUP = None
 
 
 def teardown_distributed() -> None:
-    """Leave the process group (at the end of a run, also after an error), so that NCCL exits cleanly."""
+    """Leave the process group when the process exits (also after an error), so that NCCL shuts down cleanly."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
