@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import functools
 import os
 
 import torch
@@ -84,13 +85,14 @@ def setup_distributed(device_kind: str) -> Dist:
         else:
             dist.init_process_group("gloo")
         atexit.register(teardown_distributed)  # at exit, after every run of this process (a recipe's arms share it)
-    global _HOST_GROUP
-    if _HOST_GROUP is None and dist.get_backend() == "nccl":  # made once per process, by every rank
-        _HOST_GROUP = dist.new_group(backend="gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), local_rank, _HOST_GROUP)
+    host_group = _gloo_group() if dist.get_backend() == "nccl" else None
+    return Dist(dist.get_rank(), dist.get_world_size(), local_rank, host_group)
 
 
-_HOST_GROUP = None
+@functools.lru_cache(maxsize=1)
+def _gloo_group():
+    """A gloo group over every rank, made once per process (by every rank, as new_group requires)."""
+    return dist.new_group(backend="gloo")
 
 
 def teardown_distributed() -> None:
