@@ -485,7 +485,7 @@ def run_recipe(recipe: Recipe) -> Path:
     folder already there is checked before the first step."""
     from ..files import folder_lock
 
-    validate(recipe)
+    validate(recipe)  # checks the teachers too
     out = Path(recipe.out)
     with folder_lock(out, "out"):
         check_out_folder(recipe, out)

@@ -3,7 +3,9 @@ must take together (a rank's own clock or loss alone could disagree with the oth
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import functools
 import os
 
 import torch
@@ -82,11 +84,18 @@ def setup_distributed(device_kind: str) -> Dist:
             dist.init_process_group("nccl", device_id=device)
         else:
             dist.init_process_group("gloo")
-    host_group = dist.new_group(backend="gloo") if dist.get_backend() == "nccl" else None
+        atexit.register(teardown_distributed)  # at exit, after every run of this process (a recipe's arms share it)
+    host_group = _gloo_group() if dist.get_backend() == "nccl" else None
     return Dist(dist.get_rank(), dist.get_world_size(), local_rank, host_group)
 
 
+@functools.lru_cache(maxsize=1)
+def _gloo_group():
+    """A gloo group over every rank, made once per process (by every rank, as new_group requires)."""
+    return dist.new_group(backend="gloo")
+
+
 def teardown_distributed() -> None:
-    """Leave the process group (at the end of a run, also after an error), so that NCCL exits cleanly."""
+    """Leave the process group when the process exits (also after an error), so that NCCL shuts down cleanly."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

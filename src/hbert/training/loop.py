@@ -46,7 +46,7 @@ from .checkpoint import (
     save_checkpoint,
     verified_checkpoint,
 )
-from .distributed import Dist, setup_distributed, teardown_distributed
+from .distributed import Dist, setup_distributed
 from .engine import Engine, StepResult, compile_model
 from .errors import TrainingError
 from .init import frozen_parameters, subln_scale, transfer
@@ -769,17 +769,14 @@ def pretrain(config: PretrainConfig | None, resume: str | None = None) -> dict:
     """Run (or resume) a budgeted pretraining run; returns the summary (also written to ``summary.json``).
     With ``resume`` and no ``config``, the run's saved configuration is used."""
     config = _checked_config(config, resume)
-    try:
-        with claimed_run_folder(config, resume):
-            run = start_run(config, resume)
-            status = "completed"
-            with _Signals() as signals:
-                run.signals = signals
-                while not run.clock.exhausted(run.budget):
-                    train_step(run)
-                    if between_steps(run, signals):
-                        status = "interrupted"
-                        break
-            return finish(run, status)
-    finally:
-        teardown_distributed()
+    with claimed_run_folder(config, resume):
+        run = start_run(config, resume)
+        status = "completed"
+        with _Signals() as signals:
+            run.signals = signals
+            while not run.clock.exhausted(run.budget):
+                train_step(run)
+                if between_steps(run, signals):
+                    status = "interrupted"
+                    break
+        return finish(run, status)
