@@ -1040,8 +1040,8 @@ def _run_case(world: dict, case: Case) -> dict:
         "HBERT_CACHE": str(world["base"] / "cache"),
         "HBERT_DEBUG": "",
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "hbert", *argv], cwd=folder, env=env, capture_output=True, text=True, timeout=300,
+    proc = subprocess.run(  # the timeout bounds a hang only: on a busy machine a case may take minutes
+        [sys.executable, "-m", "hbert", *argv], cwd=folder, env=env, capture_output=True, text=True, timeout=3600,
         input="y\n" * 8,  # "yes" to any question: code a loader asked about would run, and be caught
     )  # fmt: skip
     return {"rc": proc.returncode, "stderr": proc.stderr, "before": before, "after": snapshot(folder)}

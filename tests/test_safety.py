@@ -68,7 +68,7 @@ def _hbert(*args, cwd, **env):
     full = {**os.environ, "PYTHONPATH": os.pathsep.join([SOURCES, os.environ.get("PYTHONPATH", "")]),
             "HF_HUB_OFFLINE": "1", "HF_HOME": str(Path(cwd) / "hf"), **env}  # fmt: skip
     return subprocess.run([sys.executable, "-m", "hbert", *args], cwd=cwd, env=full, capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+                          timeout=3600)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ remote code
@@ -373,7 +373,7 @@ def test_two_writers_of_one_folder_are_refused(corpus, tmp_path):
         assert _listing(tmp_path) == before and not out.exists()
     finally:
         holder.stdin.close()
-        holder.wait(timeout=60)
+        holder.wait(timeout=600)
     assert not (tmp_path / ".out.lock").exists()  # released and removed: nothing left behind
 
 

@@ -157,9 +157,9 @@ def _typed(cls, path: str, data: dict) -> dict:
             continue
         value, kind = data[f.name], str(f.type)
         if kind == "str":
-            if isinstance(value, (dict, list, bool)) or value is None:
+            if isinstance(value, (dict, list, bool)):
                 raise RecipeError(f"{path}: {f.name}={value!r}; accepted: a text")
-            out[f.name] = str(value)
+            out[f.name] = "" if value is None else str(value)
         elif kind == "int":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise RecipeError(f"{path}: {f.name}={value!r}; accepted: a whole number")
