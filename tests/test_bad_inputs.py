@@ -152,15 +152,23 @@ def copy_run(w: dict, into: Path) -> Path:
     return Path(shutil.copytree(w["run"], into))
 
 
-def edited_config_run(w: dict, into: Path) -> Path:
+def interrupted_copy(w: dict, into: Path) -> Path:
+    """A copy of the finished run as it was before final/ and summary.json: a run --resume continues."""
     run = copy_run(w, into)
+    shutil.rmtree(run / "final")
+    (run / "summary.json").unlink()
+    return run
+
+
+def edited_config_run(w: dict, into: Path) -> Path:
+    run = interrupted_copy(w, into)
     text = (run / "config.yaml").read_text()
     (run / "config.yaml").write_text(re.sub(r"\n  lr: [^\n]+", "\n  lr: 0.1", text, count=1))
     return run
 
 
 def all_checkpoints_damaged(w: dict, into: Path) -> Path:
-    run = copy_run(w, into)
+    run = interrupted_copy(w, into)
     for weights in (run / "checkpoints").glob("step-*/model/model.safetensors"):
         weights.write_bytes(weights.read_bytes()[:100])
     return run
@@ -243,9 +251,7 @@ def finished_run_without_checkpoints(w: dict, into: Path) -> Path:
 
 def interrupted_run_without_latest(w: dict, into: Path) -> Path:
     """A run that stopped after its checkpoints were written but before final/, its ``latest`` pointer lost."""
-    run = copy_run(w, into)
-    shutil.rmtree(run / "final")
-    (run / "summary.json").unlink()
+    run = interrupted_copy(w, into)
     (run / "checkpoints" / "latest").unlink()
     return run
 

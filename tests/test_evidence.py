@@ -227,8 +227,11 @@ def test_report_table_shows_the_held_out_loss_beside_the_accuracy():
     recipe = Recipe(name="r", base="b", budget="1m", arms={"a": [], "old": []}, seeds=[0, 1], suite=[], inference=False)
     row = {"parameters": 10, "tokens": 100, "steps": 1, "cpu_share": 1.0}
     rows = [{**row, "arm": "a", "seed": s, "heldout_mlm_acc": 0.2, "heldout_mlm_loss": 5.0 + s} for s in (0, 1)]
+    for r in rows:
+        r["charged_seconds"] = 60.0
     rows.append({**row, "arm": "old", "seed": 0, "heldout_mlm_acc": 0.1})  # a row from before losses were recorded
     header, _, a_line, old_line = _main_table(recipe, rows, {})
+    assert a_line.split(" | ")[4] == "60" and old_line.split(" | ")[4] == "-"  # the time column, after steps
     assert "held-out MLM loss" in header
     assert a_line.endswith("| 0.2000 | 5.500 [5.000, 6.000] |") and old_line.endswith("| 0.1000 | - |")
 

@@ -962,6 +962,8 @@ def _share_lines(recipe: Recipe, rows: list[dict]) -> list[str]:
 def _time_cell(rows: list[dict]) -> str:
     """Median charged seconds of the arm's runs and, when it scored masks with a model, the part that scoring took:
     the machine time an entropy arm pays for its teacher (or its own) forwards."""
+    if any(r.get("charged_seconds") in (None, "") for r in rows):  # rows from before times were recorded
+        return "-"
     total = statistics.median(float(r["charged_seconds"]) for r in rows)
     scoring = statistics.median(float(r.get("scoring_seconds") or 0) for r in rows)
     return f"{total:,.0f} ({scoring:,.0f})" if scoring else f"{total:,.0f}"

@@ -138,9 +138,14 @@ def from_hf_bert(source: BertForMaskedLM | BertModel | str | os.PathLike, with_r
     pooler)."""
     bert, missing, unexpected = _bert_masked_lm(source)
     encoder_missing = [k for k in missing if not k.startswith("cls.")]
-    if encoder_missing:
-        raise ConversionError(f"the BERT checkpoint lacks encoder weights ({', '.join(encoder_missing[:3])}"
-                              f"{', ...' if len(encoder_missing) > 3 else ''}); accepted: a complete BERT encoder")  # fmt: skip
+    if encoder_missing:  # the same words as every other load that would leave weights random
+        from ..remote import IncompleteWeightsError, check_complete
+
+        where = source if isinstance(source, (str, os.PathLike)) else "the BERT model"
+        try:
+            check_complete(bert, {"missing_keys": encoder_missing, "unexpected_keys": unexpected}, where, False)
+        except IncompleteWeightsError as err:
+            raise ConversionError(str(err)) from None
     head = "fresh" if any(k.startswith("cls.predictions.transform") for k in missing) else "converted"
     config = hbert_config_from_bert(bert.config)
     theirs = bert.state_dict()
