@@ -176,7 +176,7 @@ def test_load_flag_trips_when_a_competing_process_halves_the_throughput(tmp_path
     assert flags == {"idle": False, "loaded": True}, (idle, loaded)
 
 
-def test_demo_recipe_report_contains_the_floors_and_verdicts(tmp_path):
+def test_plateau_recipe_report_contains_the_floors_and_verdicts(tmp_path):
     corpus = make_corpus(tmp_path)
     words = [f"w{i}" for i in range(80)]
     rows = [{"text": f"{words[i % 80]} {words[(i * 7) % 80]} {words[(i * 3) % 80]}", "label": int(i % 80 < 40)}
@@ -189,7 +189,7 @@ def test_demo_recipe_report_contains_the_floors_and_verdicts(tmp_path):
         section, name = key.split(".", 1)
         config.setdefault(section, {})[name] = yaml.safe_load(value)
     base.write_text(yaml.safe_dump(config))
-    recipe = Recipe.load("recipes/demo-cpu.yaml", [f"base={base}", f"corpus_path={corpus}", f"suite=[{spec}]",
+    recipe = Recipe.load("recipes/plateau-short-cpu.yaml", [f"base={base}", f"corpus_path={corpus}", f"suite=[{spec}]",
                                                    "budget=4-steps", "finetune={epochs: 1, batch_size: 16}",
                                                    f"out={tmp_path / 'demo'}", "inference=false"])  # fmt: skip
     recipe.arms = {name: [x for x in items if not x.startswith("budget=")] for name, items in recipe.arms.items()}

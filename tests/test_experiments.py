@@ -166,9 +166,12 @@ def test_demo_runs_the_demo_recipe(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(os.path.join(os.path.dirname(__file__), ".."))
     run_demo(str(tmp_path / "demo"), "2m")
     recipe = seen["recipe"]
-    assert list(recipe.arms) == ["bert-lr1e-4", "hbert-v1-lr1e-4", "bert-lr1e-3"]
-    assert recipe.budget == "2m" and recipe.out == str(tmp_path / "demo") and recipe.suite == ["rt-polarity"]
-    assert len(recipe.seeds) >= 2 and recipe.floors  # verdicts need a spread; scores need their floors
+    assert list(recipe.arms) == ["bert-minilm", "v2-minilm"] and recipe.references == {"minilm": "registry:minilm-l6"}
+    assert recipe.budget == "2m" and recipe.out == str(tmp_path / "demo") and recipe.suite == ["vader-amazon"]
+    assert recipe.finetune_seeds >= 2 and recipe.twin_finetune_seeds >= 2 and recipe.floors  # verdicts need a spread
+    tuned = {task for name in os.listdir("recipes") if name != "demo-cpu.yaml"  # the held-back task stays held back
+             for task in Recipe.load(os.path.join("recipes", name)).suite}  # fmt: skip
+    assert not tuned & set(recipe.suite)
     out = capsys.readouterr().out
     assert "| arm |" in out and "What to look at" in out
     from hbert.demo import DEMO_RECIPE

@@ -64,6 +64,9 @@ PROTOCOLS = {
     # small encoders (BERT-mini-sized, e.g. cpu-small): a higher learning rate, chosen by a grid on validation
     # (benchmarks/finetune_grid.py; results/finetune-grid/GRID.md), as the compact-BERT release did per task
     "small": {"lr": 3e-4, "epochs": 4, "batch_size": 32, "warmup": 0.1, "patience": 0, "keep_best": False},
+    # encoders of MiniLM's size (22M parameters, 6 x 384, genuinely pretrained: registry:minilm-l6 and warm starts
+    # from it): chosen by the same grid on rt-polarity and vader-tweets (results/finetune-grid-minilm/GRID.md)
+    "minilm": {"lr": 1e-4, "epochs": 3, "batch_size": 32, "warmup": 0.1, "patience": 0, "keep_best": False},
     # the papers' authors' recipe: lr 4e-5, batch 128, up to 50 epochs, early stopping on validation loss (5)
     "author": {"lr": 4e-5, "epochs": 50, "batch_size": 128, "warmup": 0.1, "patience": 5, "keep_best": True},
 }
