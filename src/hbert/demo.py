@@ -26,7 +26,7 @@ DEMO_RECIPE = {
     "baseline": "bert-minilm",
     "references": {"minilm": "registry:minilm-l6"},
     "suite": ["vader-amazon"],
-    "finetune": {"protocol": "minilm", "max_train_examples": 1000},
+    "finetune": {"protocol": "minilm", "max_train_examples": 500},
     "finetune_seeds": 2,
     "twin_finetune_seeds": 2,
     "inference": False,
