@@ -62,7 +62,14 @@ def test_glue_loader_through_a_mocked_hub(tmp_path, monkeypatch, task):
 
 def test_nine_glue_tasks_and_four_offline_tasks():
     assert list(T.GLUE_TASKS) == ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"]
-    assert list(T.OFFLINE_TASKS) == ["rt-polarity", "vader-movie", "vader-tweets", "vitaminc", "vader-amazon", "vader-nyt"]
+    assert list(T.OFFLINE_TASKS) == [
+        "rt-polarity",
+        "vader-movie",
+        "vader-tweets",
+        "vitaminc",
+        "vader-amazon",
+        "vader-nyt",
+    ]
     for spec in T.registered_tasks().values():
         spec.validate()
 

@@ -147,4 +147,11 @@ def test_task_example_joins_the_offline_suite(tmp_path, monkeypatch):
     finally:
         task_table.OFFLINE_TASKS.pop("my-reviews", None)
         task_table._OFFLINE_ROWS.pop("my-reviews", None)
-    assert task_table.suites()["offline"] == ("rt-polarity", "vader-movie", "vader-tweets", "vitaminc", "vader-amazon", "vader-nyt")
+    assert task_table.suites()["offline"] == (
+        "rt-polarity",
+        "vader-movie",
+        "vader-tweets",
+        "vitaminc",
+        "vader-amazon",
+        "vader-nyt",
+    )

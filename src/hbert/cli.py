@@ -450,7 +450,9 @@ def _add_compare(sub) -> None:
 
 def _add_demo(sub) -> None:
     """`hbert demo`."""
-    demo = sub.add_parser("demo", help="the demo recipe: MiniLM warm starts (BERT and a hybrid) on a held-back task, with floors")
+    demo = sub.add_parser(
+        "demo", help="the demo recipe: MiniLM warm starts (BERT and a hybrid) on a held-back task, with floors"
+    )
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--budget", default=None, help="per arm (default: the recipe's, 0.1M-tokens)")
     demo.set_defaults(func=_cmd_demo)
