@@ -54,8 +54,8 @@ def test_gradient_checkpointing_recomputes_layers_and_keeps_gradients():
         torch.manual_seed(0)
         model = HBertForMaskedLM(_quiet("hbert-mix")).train()
         if checkpointing:
-            model.gradient_checkpointing_enable()
-        assert model.is_gradient_checkpointing == checkpointing
+            model.activation_checkpointing_enable()
+        assert model.is_activation_checkpointing == checkpointing
         count = []
         model.hbert.encoder.layers[1].ffn.register_forward_pre_hook(lambda *_, seen=count: seen.append(1))
         model(ids, attention_mask=mask, labels=labels).loss.backward()
@@ -201,7 +201,7 @@ def test_trainer_with_run_mlm_metrics_matches_the_sparse_path(tmp_path):
         per_device_train_batch_size=2,
         per_device_eval_batch_size=4,
         max_steps=2,
-        gradient_checkpointing=True,
+        activation_checkpointing=True,
         report_to=[],
         use_cpu=True,
         save_strategy="no",
@@ -216,7 +216,7 @@ def test_trainer_with_run_mlm_metrics_matches_the_sparse_path(tmp_path):
         preprocess_logits_for_metrics=_preprocess_logits_for_metrics,
     )
     trainer.train()
-    assert model.is_gradient_checkpointing
+    assert model.is_activation_checkpointing
     metrics = trainer.evaluate()
     model.eval()
     with torch.no_grad():

@@ -101,7 +101,7 @@ def test_trust_remote_code_in_a_fresh_process_without_hbert(tmp_path):
         assert mc(inputs["ids"][None].expand(2, -1, -1)).logits.shape == (2, 3)
         attn = model(inputs["ids"], attention_mask=inputs["mask"], output_attentions=True).attentions
         assert len(attn) == 4
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
         print("loaded", type(model).__name__)
         """
     )
