@@ -128,6 +128,32 @@ def test_training_step_compiles_into_one_graph_without_recompiles_across_20_batc
     torch._dynamo.reset()
 
 
+def test_chunks_are_sized_by_memory_on_a_gpu_and_by_cache_on_a_cpu(monkeypatch):
+    """BERT-base at batch 256 x 128 masks about 4,915 positions a step, scored among twice as many candidates: on a
+    GPU entropy and the scoring head take them in a few chunks within the memory bound, not in the CPU's cache-sized
+    32- and 128-row chunks (hundreds of chunks, each a few kernel launches)."""
+    from hbert import objectives
+    from hbert.masking import teacher as teacher_mod
+    from hbert.runtime import CUDA_CHUNK_BYTES, chunk_rows
+
+    masked, vocab = 256 * 128 * 15 // 100, 30522
+    for row_bytes, cpu_rows in ((3 * 4 * vocab, objectives.CHUNK_ROWS), (4 * 4 * vocab, 128)):
+        assert chunk_rows(torch.device("cpu"), row_bytes, cpu_rows) == cpu_rows
+        gpu = chunk_rows(torch.device("cuda", 0), row_bytes, cpu_rows)
+        chunks_gpu, chunks_cpu = -(-2 * masked // gpu), -(-2 * masked // cpu_rows)  # c = 2 scoring candidates
+        assert gpu * row_bytes <= CUDA_CHUNK_BYTES and chunks_gpu <= 5 and chunks_cpu >= 15 * chunks_gpu
+    asked = []
+
+    def spy(device, row_bytes, cpu_rows):
+        asked.append((device.type, row_bytes))
+        return chunk_rows(device, row_bytes, cpu_rows)
+
+    monkeypatch.setattr(objectives, "_chunk_rows", spy)
+    monkeypatch.setattr(teacher_mod, "_chunk_rows", spy)
+    objectives.entropy(torch.randn(5, 50))
+    assert asked == [("cpu", 3 * 4 * 50)]  # the device of the logits decides
+
+
 # ------------------------------------------------------------------------------------------ host synchronisations
 
 SYNC_FREE_ARMS = {
@@ -355,6 +381,13 @@ def test_gpu_recipes_name_their_teacher_in_one_place():
         assert recipe.reference == "bert-base-uncased" and settings.count("bert-base-uncased") == 1
         assert any("{reference}" in item for items in recipe.arms.values() for item in items)
         assert recipe.finetune == {"protocol": "sane", "precision": "bf16"}  # sized to the budget, bf16
+
+
+def test_every_gpu_recipe_fine_tunes_sized_to_the_budget_in_bf16():
+    """The GPU recipes that fine-tune use the ``sane`` protocol (not ``author``'s up to 50 epochs) in bf16."""
+    for name in ("hbert-gpu", "entropy-gpu", "ratio-gpu"):
+        recipe = Recipe.load(os.path.join(ROOT, "recipes", f"{name}.yaml"))
+        assert recipe.suite and recipe.finetune == {"protocol": "sane", "precision": "bf16"}, name
 
 
 def test_a_student_with_a_padded_vocabulary_distils_from_a_teacher(corpus, teacher, tmp_path):
