@@ -494,3 +494,41 @@ def test_two_ranks_on_the_static_path_agree_and_drop_out_on_their_own(corpus, tm
     latest = (run / "checkpoints" / "latest").read_text()
     rng = torch.load(run / "checkpoints" / latest / "state.pt", weights_only=True)["rng"]
     assert isinstance(rng, list) and len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])
+
+
+@pytest.mark.parametrize("shapes", ["on", "off"])
+def test_a_step_on_several_ranks_makes_one_packed_host_all_reduce(corpus, tmp_path, monkeypatch, shapes):
+    """Charged time, evaluation / checkpoint / stop due: one packed host all-reduce per step. On the static-shape
+    path the non-finite flag is reduced on the device (no host wait); the eager path decides it on the host before
+    the update. Counted on a one-process gloo group standing in for two ranks."""
+    import torch.distributed as dist
+
+    from hbert.training.distributed import Dist
+
+    calls = []
+    real = dist.all_reduce
+
+    def counting(tensor, *args, **kwargs):
+        calls.append((tensor.device.type, tensor.numel(), kwargs.get("group") is None))
+        return real(tensor, *args, **kwargs)
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        monkeypatch.setattr(loop_mod, "setup_distributed", lambda kind: Dist(rank=0, world=2))
+        config = tiny_config(corpus, tmp_path / "run", "budget=20-steps", "impl.log_every=10", "impl.device=cpu",
+                             f"impl.static_shapes={shapes}")  # fmt: skip
+        run = loop_mod.start_run(config, None)
+        loop_mod.train_step(run)
+        monkeypatch.setattr(dist, "all_reduce", counting)
+        for _ in range(3):
+            loop_mod.train_step(run)  # steps 2-4: not logged, no evaluation, no checkpoint
+        run.log.close()
+    finally:
+        dist.destroy_process_group()
+    gradients = [c for c in calls if c[1] > 4]  # DDP's bucketed gradients go through its reducer, not here
+    decisions = [c for c in calls if c[1] <= 4]
+    assert gradients == []
+    packed = [c for c in decisions if c[1] == 4]  # charged seconds + evaluation, checkpoint, stop due
+    assert len(packed) == 3  # one per step
+    others = [c for c in decisions if c[1] != 4]
+    assert len(others) == 3 and all(n == 1 for _, n, _ in others)  # the non-finite flag, one per step
