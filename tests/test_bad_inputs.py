@@ -643,6 +643,20 @@ def prep(w: dict, d: Path, *options: str) -> list[str]:
             "--tokenizer", f"vocab:{w['base'] / 'corpus-src' / 'vocab.txt'}", *options]  # fmt: skip
 
 
+def conv(source, out=None) -> list[str]:
+    """``hbert convert SOURCE OUT`` (OUT: a new path in the case's folder, never created by a refused case)."""
+    return ["convert", str(source), str(out or "out")]
+
+
+def classifier_config(w: dict, into: Path) -> Path:
+    """A copy of the shared checkpoint whose config.json says it is a fine-tuned classifier."""
+    ckpt = checkpoint_copy(w, into)
+    config = json.loads((ckpt / "config.json").read_text())
+    config["architectures"] = ["HBertForSequenceClassification"]
+    (ckpt / "config.json").write_text(json.dumps(config))
+    return ckpt
+
+
 def cmp_(d: Path, body: str, *items: str) -> list[str]:
     """``hbert compare`` of a recipe (GOOD_ARMS plus ``body``) written into the case's folder."""
     return ["compare", str(recipe_with(d, body)), f"out={d / 'o'}", *items]
@@ -1029,6 +1043,65 @@ OWN_CASES = [
         r"holds other files \(k\) and no recipe\.yaml",
     ),
     Case("recipe-unknown-baseline", lambda w, d: cmp_(d, "arms: {a: []}\nbaseline: b\n"), r"baseline 'b' is not"),
+    # ---- hbert convert: what it reads is checked, what it writes is new, whole and outside its source
+    Case("convert-missing-source", lambda w, d: conv(d / "none"), rf"none is not a folder; {A}: a checkpoint folder"),
+    Case("convert-source-a-file", lambda w, d: conv(write(d / "m.bin", "x")), rf"m\.bin is not a folder; {A}"),
+    Case(
+        "convert-foreign-model-type",
+        lambda w, d: conv(w["evil"]),
+        rf"model_type 'evil' cannot be converted; {A}: bert, hbert",
+    ),
+    Case(
+        "convert-corrupt-config-json",
+        lambda w, d: conv(corrupt_config_json(w, d / "c")),
+        rf"config\.json is not readable JSON .*; {A}: a checkpoint folder whose config\.json is valid JSON",
+    ),
+    Case(
+        "convert-config-a-list",
+        lambda w, d: conv(write(checkpoint_copy(w, d / "c") / "config.json", "[]").parent),
+        rf"model_type None cannot be converted; {A}",
+    ),
+    Case("convert-out-exists", lambda w, d: conv(w["ckpt"], w["run"]), rf"run already exists; {A}: a path that does"),
+    Case("convert-onto-its-source", lambda w, d: conv(w["ckpt"], w["ckpt"]), r"final already exists; accepted"),
+    Case(
+        "convert-out-inside-source",
+        lambda w, d: conv(w["ckpt"], w["ckpt"] / "bert"),
+        rf"bert is inside the checkpoint being converted .*; {A}: a new path outside it",
+    ),
+    Case("convert-out-parent-missing", lambda w, d: conv(w["ckpt"], d / "no" / "out"), rf"no is not a folder; {A}"),
+    Case(
+        "convert-out-unwritable",
+        lambda w, d: conv(w["ckpt"], "/proc/hbert-convert"),
+        rf"/proc/hbert-convert cannot be written \(.*\); {A}",
+    ),
+    Case("convert-registry-unknown", lambda w, d: conv("registry:minilm"), rf"encoder 'minilm'; {A}: minilm-l6"),
+    Case(
+        "convert-registry-to-bert",
+        lambda w, d: [*conv("registry:minilm-l6"), "--to", "bert"],
+        rf"converts to an hbert checkpoint only; {A}: --to hbert or auto",
+    ),
+    Case(
+        "convert-hbert-to-hbert",
+        lambda w, d: [*conv(w["ckpt"]), "--to", "hbert"],
+        rf"is an hbert checkpoint, which converts to bert; {A}: --to bert or auto",
+    ),
+    Case("convert-unknown-direction", lambda w, d: [*conv(w["ckpt"]), "--to", "onnx"], r"invalid choice: 'onnx'"),
+    Case("convert-lying-type", lambda w, d: conv(lying_checkpoint(w, d / "c")), r"weights are not in the checkpoint"),
+    Case(
+        "convert-partial-weights",
+        lambda w, d: conv(partial_weights(w, d / "c")),
+        r"1 of the model's \d+ weights are not in the checkpoint \(first: hbert\.encoder\.layers\.1\.ffn\.out",
+    ),
+    Case(
+        "convert-truncated-weights",
+        lambda w, d: conv(truncated_weights(w, d / "c")),
+        rf"the weights cannot be read \(.*\); {A}: a complete checkpoint folder",
+    ),
+    Case(
+        "convert-a-classifier",
+        lambda w, d: conv(classifier_config(w, d / "c")),
+        rf"holds a HBertForSequenceClassification, which has no masked-LM head to convert; {A}",
+    ),
 ]
 
 
@@ -1060,11 +1133,22 @@ def _shared(world: dict) -> dict:
     return {k: snapshot(world[k]) for k in SHARED} | {"corpus": snapshot(Path(world["corpus"]))}
 
 
+def _selected(request) -> list[Case]:
+    """The cases this session runs (all of them, unless ``-k`` picked some: iterating on a few takes seconds)."""
+    names = set()
+    for item in request.session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if getattr(item, "module", None) is request.module and "case" in params:
+            names.add(params["case"].name)
+    return [c for c in ALL_CASES if c.name in names] or ALL_CASES
+
+
 @pytest.fixture(scope="module")
-def results(world) -> dict:
+def results(world, request) -> dict:
     shared = _shared(world)
+    cases = _selected(request)
     with ThreadPoolExecutor(2) as pool:
-        done = dict(zip([c.name for c in ALL_CASES], pool.map(lambda c: _run_case(world, c), ALL_CASES)))
+        done = dict(zip([c.name for c in cases], pool.map(lambda c: _run_case(world, c), cases)))
     done["__shared__"] = (shared, _shared(world))
     return done
 

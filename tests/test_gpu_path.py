@@ -128,6 +128,32 @@ def test_training_step_compiles_into_one_graph_without_recompiles_across_20_batc
     torch._dynamo.reset()
 
 
+def test_chunks_are_sized_by_memory_on_a_gpu_and_by_cache_on_a_cpu(monkeypatch):
+    """BERT-base at batch 256 x 128 masks about 4,915 positions a step, scored among twice as many candidates: on a
+    GPU entropy and the scoring head take them in a few chunks within the memory bound, not in the CPU's cache-sized
+    32- and 128-row chunks (hundreds of chunks, each a few kernel launches)."""
+    from hbert import objectives
+    from hbert.masking import teacher as teacher_mod
+    from hbert.runtime import CUDA_CHUNK_BYTES, chunk_rows
+
+    masked, vocab = 256 * 128 * 15 // 100, 30522
+    for row_bytes, cpu_rows in ((3 * 4 * vocab, objectives.CHUNK_ROWS), (4 * 4 * vocab, 128)):
+        assert chunk_rows(torch.device("cpu"), row_bytes, cpu_rows) == cpu_rows
+        gpu = chunk_rows(torch.device("cuda", 0), row_bytes, cpu_rows)
+        chunks_gpu, chunks_cpu = -(-2 * masked // gpu), -(-2 * masked // cpu_rows)  # c = 2 scoring candidates
+        assert gpu * row_bytes <= CUDA_CHUNK_BYTES and chunks_gpu <= 5 and chunks_cpu >= 15 * chunks_gpu
+    asked = []
+
+    def spy(device, row_bytes, cpu_rows):
+        asked.append((device.type, row_bytes))
+        return chunk_rows(device, row_bytes, cpu_rows)
+
+    monkeypatch.setattr(objectives, "_chunk_rows", spy)
+    monkeypatch.setattr(teacher_mod, "_chunk_rows", spy)
+    objectives.entropy(torch.randn(5, 50))
+    assert asked == [("cpu", 3 * 4 * 50)]  # the device of the logits decides
+
+
 # ------------------------------------------------------------------------------------------ host synchronisations
 
 SYNC_FREE_ARMS = {
@@ -357,6 +383,13 @@ def test_gpu_recipes_name_their_teacher_in_one_place():
         assert recipe.finetune == {"protocol": "sane", "precision": "bf16"}  # sized to the budget, bf16
 
 
+def test_every_gpu_recipe_fine_tunes_sized_to_the_budget_in_bf16():
+    """The GPU recipes that fine-tune use the ``sane`` protocol (not ``author``'s up to 50 epochs) in bf16."""
+    for name in ("hbert-gpu", "entropy-gpu", "ratio-gpu"):
+        recipe = Recipe.load(os.path.join(ROOT, "recipes", f"{name}.yaml"))
+        assert recipe.suite and recipe.finetune == {"protocol": "sane", "precision": "bf16"}, name
+
+
 def test_a_student_with_a_padded_vocabulary_distils_from_a_teacher(corpus, teacher, tmp_path):
     """gpu-24h pads the vocabulary to a multiple of 64; the teacher keeps the tokenizer's: KD compares the
     tokenizer's ids (a padding id is never a label)."""
@@ -461,3 +494,41 @@ def test_two_ranks_on_the_static_path_agree_and_drop_out_on_their_own(corpus, tm
     latest = (run / "checkpoints" / "latest").read_text()
     rng = torch.load(run / "checkpoints" / latest / "state.pt", weights_only=True)["rng"]
     assert isinstance(rng, list) and len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])
+
+
+@pytest.mark.parametrize("shapes", ["on", "off"])
+def test_a_step_on_several_ranks_makes_one_packed_host_all_reduce(corpus, tmp_path, monkeypatch, shapes):
+    """Charged time, evaluation / checkpoint / stop due: one packed host all-reduce per step. On the static-shape
+    path the non-finite flag is reduced on the device (no host wait); the eager path decides it on the host before
+    the update. Counted on a one-process gloo group standing in for two ranks."""
+    import torch.distributed as dist
+
+    from hbert.training.distributed import Dist
+
+    calls = []
+    real = dist.all_reduce
+
+    def counting(tensor, *args, **kwargs):
+        calls.append((tensor.device.type, tensor.numel(), kwargs.get("group") is None))
+        return real(tensor, *args, **kwargs)
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        monkeypatch.setattr(loop_mod, "setup_distributed", lambda kind: Dist(rank=0, world=2))
+        config = tiny_config(corpus, tmp_path / "run", "budget=20-steps", "impl.log_every=10", "impl.device=cpu",
+                             f"impl.static_shapes={shapes}")  # fmt: skip
+        run = loop_mod.start_run(config, None)
+        loop_mod.train_step(run)
+        monkeypatch.setattr(dist, "all_reduce", counting)
+        for _ in range(3):
+            loop_mod.train_step(run)  # steps 2-4: not logged, no evaluation, no checkpoint
+        run.log.close()
+    finally:
+        dist.destroy_process_group()
+    gradients = [c for c in calls if c[1] > 4]  # DDP's bucketed gradients go through its reducer, not here
+    decisions = [c for c in calls if c[1] <= 4]
+    assert gradients == []
+    packed = [c for c in decisions if c[1] == 4]  # charged seconds + evaluation, checkpoint, stop due
+    assert len(packed) == 3  # one per step
+    others = [c for c in decisions if c[1] != 4]
+    assert len(others) == 3 and all(n == 1 for _, n, _ in others)  # the non-finite flag, one per step

@@ -20,9 +20,10 @@ import torch
 
 from .data.fetch import cache_root, downloads_dir, find_one, pypi_package
 from .data.tokenizer import BERT_VOCAB_MD5, md5sum, save_with_model, tokenizer_from_vocab
-from .files import atomic_dir, remove_stale_temps
+from .files import atomic_dir, folder_lock, remove_stale_temps
 from .modeling import HBertForMaskedLM
 from .modeling.convert import from_hf_bert, read_checkpoint_config, to_hf_bert
+from .remote import check_complete
 
 
 @dataclass(frozen=True)
@@ -103,15 +104,42 @@ def check_out(out: Path) -> None:
         raise PretrainedError(f"{out} already exists; accepted: a path that does not exist yet (nothing is "
                               "overwritten)")  # fmt: skip
     if not out.parent.is_dir():
-        raise PretrainedError(f"{out.parent} is not a folder; create it first")
+        raise PretrainedError(f"{out.parent} is not a folder; accepted: a new path in an existing folder (create it "
+                              "first)")  # fmt: skip
 
 
 def _write_checkpoint(out: Path, save) -> None:
-    """Write a new checkpoint folder through a temporary folder renamed into place; an existing ``out`` is never
-    replaced."""
+    """Write a new checkpoint folder through a temporary folder renamed into place, holding the folder's lock; an
+    existing ``out`` is never replaced (a second process writing the same folder is refused)."""
     check_out(out)
-    with atomic_dir(out) as tmp:
-        save(tmp)
+    try:
+        with folder_lock(out, option=None):
+            check_out(out)  # made by another process in the meantime
+            with atomic_dir(out) as tmp:
+                save(tmp)
+    except OSError as err:
+        reason = err.strerror or str(err).splitlines()[0]
+        raise PretrainedError(f"{out} cannot be written ({reason}); accepted: a new path in a folder you can write "
+                              "to") from err  # fmt: skip
+
+
+def _load_weights(load, src: Path):
+    """``load()`` (a model load from ``src``), with weights that cannot be read refused in one line."""
+    from safetensors import SafetensorError
+
+    try:
+        return load()
+    except (OSError, SafetensorError) as err:
+        raise PretrainedError(f"{src}: the weights cannot be read ({str(err).splitlines()[0][:200]}); accepted: a "
+                              "complete checkpoint folder (save or copy it again)") from err  # fmt: skip
+
+
+def _check_not_inside(src: Path, out: Path) -> None:
+    """Refuse an output inside the source checkpoint (it would change the folder being converted)."""
+    source, target = src.resolve(), out.resolve()
+    if source == target or source in target.parents:
+        raise PretrainedError(f"{out} is inside the checkpoint being converted ({src}); accepted: a new path "
+                              "outside it")  # fmt: skip
 
 
 def _quiet(fn, *args, **kwargs):
@@ -146,7 +174,7 @@ def bert_to_hbert(src: Path, out: Path, *, license: str | None = None, base_mode
     """Convert a Hugging Face BERT folder (``BertForMaskedLM``, or a bare ``BertModel``) into an hbert checkpoint
     of the ``bert`` preset with the same encoder outputs; returns what was done (``head``: converted | fresh)."""
     torch.manual_seed(seed)  # a fresh head is the same every time
-    model, report = _quiet(from_hf_bert, src, with_report=True)
+    model, report = _load_weights(lambda: _quiet(from_hf_bert, src, with_report=True), src)
     tokenizer = _tokenizer_of(src)
 
     def save(tmp: Path) -> None:
@@ -170,7 +198,8 @@ def hbert_to_bert(src: Path, out: Path) -> dict:
     if "HBertForMaskedLM" not in architectures:
         raise PretrainedError(f"{src} holds a {architectures[0]}, which has no masked-LM head to convert; accepted: "
                               "an hbert masked-LM checkpoint (a run's final/ or checkpoints/step-N)")  # fmt: skip
-    model = _quiet(HBertForMaskedLM.from_pretrained, src)
+    model, info = _load_weights(lambda: _quiet(HBertForMaskedLM.from_pretrained, src, output_loading_info=True), src)
+    check_complete(model, info, src, new_head=False)  # weights left random would be converted as if trained
     bert = to_hf_bert(model)
     tokenizer = _tokenizer_of(src)
 
@@ -200,6 +229,7 @@ def convert(src: str, out: str, to: str = "auto") -> dict:
         return {"source": src, "wheel": entry.wheel, "to": "hbert", **report}
     src_path = Path(src)
     model_type = read_checkpoint_config(src_path)["model_type"]
+    _check_not_inside(src_path, out_path)
     direction = "hbert" if model_type == "bert" else "bert"
     if to != "auto" and to != direction:
         raise PretrainedError(f"{src} is a{'n' if model_type == 'hbert' else ''} {model_type} checkpoint, which "

@@ -101,7 +101,8 @@ def read_checkpoint_config(path: str | os.PathLike) -> dict:
         with open(config_file, encoding="utf-8") as f:
             config = json.load(f)
     except (OSError, ValueError) as err:
-        raise ConversionError(f"{config_file} is not readable JSON ({err})") from None
+        raise ConversionError(f"{config_file} is not readable JSON ({err}); accepted: a checkpoint folder whose "
+                              "config.json is valid JSON (save_pretrained writes one)") from None  # fmt: skip
     if not isinstance(config, dict) or config.get("model_type") not in ("hbert", "bert"):
         kind = config.get("model_type") if isinstance(config, dict) else None
         raise ConversionError(f"{path}: model_type {kind!r} cannot be converted; accepted: bert, hbert")
