@@ -55,6 +55,15 @@ class RecipeError(ValueError):
     pass
 
 
+class RecipeInterrupted(Exception):
+    """A signal stopped one of the recipe's pretraining runs after it saved a checkpoint: running the same recipe
+    again skips the finished runs and resumes this one."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(f"the recipe stopped: a signal interrupted {run_dir} (checkpoint saved)")
+        self.run_dir = run_dir
+
+
 @dataclass
 class Recipe:
     name: str
@@ -444,7 +453,8 @@ def check_out_folder(recipe: Recipe, out: Path) -> None:
 
 def _run_pretraining(run_dir: Path, base: str, overrides: list[str]) -> dict:
     """A run of the recipe: its summary when finished, else resumed from a checkpoint, else started (a start that
-    died before its first checkpoint, whose settings ``check_runs_match`` found the same, is started again)."""
+    died before its first checkpoint, whose settings ``check_runs_match`` found the same, is started again).
+    Raises ``RecipeInterrupted`` when a signal stops the run (it has saved its checkpoint)."""
     import shutil
 
     from ..training import pretrain
@@ -456,12 +466,16 @@ def _run_pretraining(run_dir: Path, base: str, overrides: list[str]) -> dict:
             return summary
     if any((run_dir / "checkpoints").glob("step-*/state.pt")):
         print(f"  resuming {run_dir}", flush=True)
-        return pretrain(None, resume=str(run_dir))
-    if (run_dir / "config.yaml").is_file() and not (run_dir / "final").exists():
-        print(f"  {run_dir} stopped before its first checkpoint: starting it again", flush=True)
-        shutil.rmtree(run_dir)
-    print(f"  pretraining {run_dir}", flush=True)
-    return pretrain(load_config(base, [*overrides, f"out={run_dir}"]))
+        summary = pretrain(None, resume=str(run_dir))
+    else:
+        if (run_dir / "config.yaml").is_file() and not (run_dir / "final").exists():
+            print(f"  {run_dir} stopped before its first checkpoint: starting it again", flush=True)
+            shutil.rmtree(run_dir)
+        print(f"  pretraining {run_dir}", flush=True)
+        summary = pretrain(load_config(base, [*overrides, f"out={run_dir}"]))
+    if summary["status"] == "interrupted":
+        raise RecipeInterrupted(run_dir)
+    return summary
 
 
 def heldout_curve(run_dir: Path, x: str = "elapsed") -> list[tuple[float, float]]:
