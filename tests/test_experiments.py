@@ -56,9 +56,16 @@ def _recipe(root, corpus, base, spec, name="two-arms", budget="6-steps", arms=No
     return str(path)
 
 
-def test_two_arm_recipe_end_to_end(setup):
+def test_two_arm_recipe_end_to_end(setup, capsys):
     root, corpus, base, spec = setup
     out = run_recipe(Recipe.load(_recipe(root, corpus, base, spec)))
+    printed = capsys.readouterr()
+    for arm in ("bert", "hbert-v1"):  # a line as every fine-tuning starts: which model, task and seed
+        for seed in (0, 1):
+            assert f"  fine-tuning {out / 'arms' / arm / f'seed{seed}'} on {spec}, seed 0\n" in printed.out
+    assert re.search(rf"  fine-tuning the random-init twin \w+ of {re.escape(str(out))}\S+ on \S+, seed 0", printed.out)
+    assert f"  floors on {spec}: majority class and bag-of-words" in printed.out
+    assert printed.err.count("  toy: 150 training examples") == 6  # each fine-tuning, once its model and data are ready
     for name in ("results.csv", "REPORT.md", "heldout_accuracy.png", "downstream.png"):
         assert (out / name).stat().st_size > 0, name
     rows = list(csv.DictReader(open(out / "results.csv")))

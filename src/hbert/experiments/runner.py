@@ -644,7 +644,7 @@ def _twin_scores(recipe: Recipe, out: Path, run_dir: Path) -> tuple[str, dict]:
         return "", {}
     key, scheme = _architecture_key(run_dir)
     scores = _scores(recipe, str(run_dir / "final"), out / "twins" / key / "downstream.json",
-                     f"the random-init twin {key}", init_scheme=scheme)  # fmt: skip
+                     f"the random-init twin {key} of {run_dir}", init_scheme=scheme)  # fmt: skip
     return key, scores
 
 
@@ -661,6 +661,7 @@ def _cheap_floors(recipe: Recipe, out: Path) -> dict:
     limits = [config.max_train_examples, config.max_eval_examples]
     for task in recipe.suite:
         if cached.get(task, {}).get("limits") != limits:
+            print(f"  floors on {task}: majority class and bag-of-words", flush=True)
             floors = cheap_floors(task, *limits)
             cached[task] = {"limits": limits, **{k: v["score"] for k, v in floors.items()}}
     write_atomic(path, json.dumps(cached, indent=2))
@@ -716,6 +717,7 @@ def _inference(out: Path, recipe: Recipe) -> dict[str, dict[str, float]]:
     from ..pretrained import resolve
 
     names.update({resolve(folder): name for name, folder in recipe.references.items()})
+    print(f"  inference speed of {', '.join(names.values())}", flush=True)
     rows = bench_inference(list(names), lengths=tuple(recipe.inference_lengths), batch=32, repeats=3,
                            precisions=("fp32",))  # fmt: skip
     speeds: dict[str, dict[str, float]] = {}

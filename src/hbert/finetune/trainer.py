@@ -303,12 +303,16 @@ def task_splits(spec: TaskSpec, max_train_examples: int = 0, max_eval_examples: 
     return splits
 
 
+PROGRESS_EVERY_S = 60.0  # without a visible progress bar (output not a terminal), a step line this often
+
+
 @dataclass
 class _Fit:
     """The state of one fine-tuning run's epochs: step count, history, the best epoch so far, early stopping."""
 
     total_steps: int
     warmup_steps: int
+    label: str = "finetune"  # the progress lines' name of the run
     step: int = 0
     seen: int = 0
     train_seconds: float = 0.0
@@ -316,6 +320,16 @@ class _Fit:
     best: dict | None = None
     best_state: dict | None = None
     waited: int = 0
+    reported: float = dataclasses.field(default_factory=time.monotonic)
+
+    def report_step(self, bar) -> None:
+        """Advance the bar; when it is hidden (a log file, a pipe), write a step line every ``PROGRESS_EVERY_S``
+        seconds instead, so an epoch of many minutes is not silent."""
+        bar.update(1)
+        now = time.monotonic()
+        if bar.disable and now - self.reported >= PROGRESS_EVERY_S:
+            bar.write(f"  {self.label}: step {self.step}/{self.total_steps}", file=sys.stderr)
+            self.reported = now
 
     def end_epoch(self, epoch: int, val: dict, model, config: FinetuneConfig) -> bool:
         """Record the epoch's validation result; True when early stopping ends the run."""
@@ -371,7 +385,7 @@ def _train_epoch(model, optimizer, train, fit: _Fit, config: FinetuneConfig, rng
         fit.step += 1
         fit.seen += len(index)
         if bar is not None:
-            bar.update(1)
+            fit.report_step(bar)
     fit.train_seconds += time.perf_counter() - t0
 
 
@@ -382,12 +396,14 @@ def _fit(model, splits: dict, spec: TaskSpec, config: FinetuneConfig, pad_id: in
     optimizer = adamw(model.parameters(), config.lr, config.weight_decay)
     steps_per_epoch = math.ceil(len(splits["train"][0]) / config.batch_size)
     total = max(1, steps_per_epoch * config.epochs)
-    fit = _Fit(total_steps=total, warmup_steps=int(config.warmup * total))
+    fit = _Fit(total_steps=total, warmup_steps=int(config.warmup * total), label=f"finetune {spec.name}")
     bar = None
     if config.progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc=f"finetune {spec.name}", unit="step", leave=False, disable=None)
+        bar.write(f"  {spec.name}: {len(splits['train'][0])} training examples, {total} steps "
+                  f"({config.epochs} epochs at most)", file=sys.stderr)  # fmt: skip
     for epoch in range(config.epochs):
         _train_epoch(model, optimizer, splits["train"], fit, config, rng, pad_id, device, bar)
         val = evaluate(model, splits["validation"], spec, config, pad_id, device)
