@@ -1,6 +1,7 @@
 """Evidence: the floors beside every downstream score, the random-init control, verdicts from the seed spread, the
 machine-share flag and the demo recipe's report."""
 
+import dataclasses
 import json
 import os
 import time
@@ -15,8 +16,9 @@ from hbert import HBertConfig, HBertForMaskedLM
 from hbert.cli import main
 from hbert.experiments.runner import Recipe, run_recipe, verdict_lines
 from hbert.finetune import make_config
-from hbert.finetune.floors import bag_of_words_floor, cheap_floors, majority_floor, random_init_twin
+from hbert.finetune.floors import bag_of_words_floor, majority_floor, random_init_twin
 from hbert.finetune.metrics import EXCEEDS, NOT_CALLED, WITHIN, spread_verdict
+from hbert.finetune.trainer import cheap_floors
 from hbert.training.share import MachineShare, flag_low_share
 
 from .training_helpers import TINY_RUN, make_corpus, tiny_config
@@ -105,7 +107,6 @@ def test_random_init_twin_shares_every_setting_but_the_weights(checkpoint, tmp_p
 
 def test_random_init_control_is_fine_tuned_with_the_same_settings(checkpoint, tmp_path, monkeypatch):
     import hbert.finetune.trainer as trainer
-    from hbert.finetune import floors
 
     seen = []
     real = trainer.finetune
@@ -120,7 +121,7 @@ def test_random_init_control_is_fine_tuned_with_the_same_settings(checkpoint, tm
     config = make_config({"epochs": 1, "batch_size": 8, "lr": 1e-3, "seed": 5, "progress": False})
     result = real(checkpoint, spec, config)
     (ckpt, used), *_ = seen
-    assert ckpt != checkpoint and used == floors.dataclasses.replace(config, floors="none")
+    assert ckpt != checkpoint and used == dataclasses.replace(config, floors="none")
     assert set(result["floors"]) == {"majority", "bag_of_words", "random_init"}
     assert result["below_majority"] == (result["validation"]["score"] <= result["floors"]["majority"]["score"])
 

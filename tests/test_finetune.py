@@ -155,7 +155,7 @@ def test_finetuning_beats_the_majority_class(tmp_path, hbert_ckpt, bert_ckpt, wh
 
 
 def test_regression_predicts_one_float(tmp_path, hbert_ckpt):
-    from hbert.finetune.trainer import load_classifier
+    from hbert.finetune.kinds import load_classifier
 
     spec, _ = _task(tmp_path / "task", kind="regression")
     result = finetune(hbert_ckpt, spec, make_config(FAST))

@@ -578,7 +578,7 @@ def _scores(recipe: Recipe, checkpoint: str, path: Path, label: str, init_scheme
     """{task: [validation score per fine-tuning seed]} of ``checkpoint`` (of its random-init twin when
     ``init_scheme`` is given), cached in ``path`` task by task so an interrupted recipe resumes."""
     from ..finetune import finetune, make_config
-    from ..finetune.floors import random_init_score
+    from ..finetune.trainer import random_init_score
 
     done = json.loads(path.read_text()) if path.exists() else {}
     seeds = seeds if seeds is not None else _finetune_seeds(recipe, twin=init_scheme is not None)
@@ -651,7 +651,7 @@ def _twin_scores(recipe: Recipe, out: Path, run_dir: Path) -> tuple[str, dict]:
 def _cheap_floors(recipe: Recipe, out: Path) -> dict:
     """{task: {"majority": score, "bag_of_words": score}} with the recipe's fine-tuning example limits."""
     from ..finetune import make_config
-    from ..finetune.floors import cheap_floors
+    from ..finetune.trainer import cheap_floors
 
     if not (recipe.floors and recipe.suite):
         return {}
