@@ -73,7 +73,7 @@ def collate(data: Encoded, index: list[int], pad_id: int, pad_to: int | None, de
 
 
 def _device(setting: str, key: str = "device") -> torch.device:
-    """The fine-tuning device (the name fine-tuning's helpers import); float32 matmuls use TF32 on a GPU."""
+    """The fine-tuning device; float32 matmuls use TF32 on a GPU."""
     device = resolve_device(setting, key=key)
     allow_tf32(device)
     return device
