@@ -117,3 +117,27 @@ def test_too_long_input_is_a_clear_error():
     model = HBertModel(tiny_config())
     with pytest.raises(ValueError, match="max_position_embeddings=64"):
         model(torch.ones(1, 65, dtype=torch.long))
+
+
+@pytest.mark.parametrize("preset", ["bert", "hbert-v1"])
+def test_tracing_from_an_unpadded_example_still_honours_padding(preset):
+    """The fast path (no mask work when nothing is padded) must not be frozen into a trace."""
+    model = HBertModel(tiny_config(preset)).eval()
+    ids, mask = padded_batch(lengths=(12, 7))
+    with torch.no_grad():
+        traced = torch.jit.trace(model, (ids, torch.ones_like(mask)), strict=False)
+        eager = model(ids, attention_mask=mask).last_hidden_state
+        got = traced(ids, mask)["last_hidden_state"]
+    real = mask.bool()
+    assert (got[real] - eager[real]).abs().max() < 1e-5
+
+
+def test_legacy_onnx_export_keeps_the_attention_mask_input(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    model = HBertModel(tiny_config("hbert-v1")).eval()
+    ids, mask = padded_batch(lengths=(12, 12))
+    path = tmp_path / "model.onnx"
+    with torch.no_grad():
+        torch.onnx.export(model, (ids, mask), str(path), input_names=["input_ids", "attention_mask"], dynamo=False)
+    inputs = [i.name for i in onnx.load(str(path)).graph.input]
+    assert "attention_mask" in inputs

@@ -56,9 +56,16 @@ def _recipe(root, corpus, base, spec, name="two-arms", budget="6-steps", arms=No
     return str(path)
 
 
-def test_two_arm_recipe_end_to_end(setup):
+def test_two_arm_recipe_end_to_end(setup, capsys):
     root, corpus, base, spec = setup
     out = run_recipe(Recipe.load(_recipe(root, corpus, base, spec)))
+    printed = capsys.readouterr()
+    for arm in ("bert", "hbert-v1"):  # a line as every fine-tuning starts: which model, task and seed
+        for seed in (0, 1):
+            assert f"  fine-tuning {out / 'arms' / arm / f'seed{seed}'} on {spec}, seed 0\n" in printed.out
+    assert re.search(rf"  fine-tuning the random-init twin \w+ of {re.escape(str(out))}\S+ on \S+, seed 0", printed.out)
+    assert f"  floors on {spec}: majority class and bag-of-words" in printed.out
+    assert printed.err.count("  toy: 150 training examples") == 6  # each fine-tuning, once its model and data are ready
     for name in ("results.csv", "REPORT.md", "heldout_accuracy.png", "downstream.png"):
         assert (out / name).stat().st_size > 0, name
     rows = list(csv.DictReader(open(out / "results.csv")))
@@ -103,6 +110,37 @@ def test_rerun_skips_finished_arms_and_resumes_an_interrupted_one(setup):
     assert [r["step"] for r in resumed][-1] == 40
     rows = list(csv.DictReader(open(root / "resume" / "results.csv")))
     assert len(rows) == 4 and all(r["steps"] == "40" for r in rows)
+
+
+def test_sigterm_stops_the_recipe_with_one_line_and_a_rerun_resumes_it(setup, capsys):
+    root, corpus, base, spec = setup
+    path = _recipe(root, corpus, base, spec, name="sigterm", budget="30-steps", arms={"a": ["model=bert"]})
+    data = yaml.safe_load(open(path))
+    data.update(seeds=[0], floors=False)
+    open(path, "w").write(yaml.safe_dump(data))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "hbert", "compare", path], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    run_dir = root / "sigterm" / "arms" / "a" / "seed0"
+    log = run_dir / "log.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (log.exists() and sum(1 for _ in open(log)) >= 4):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # in the middle of the pretraining
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    assert "Traceback (most recent" not in stderr and "KeyError" not in stderr and "heldout_mlm_acc" not in stderr
+    lines = [x for x in stderr.splitlines() if x.strip()]
+    assert len(lines) == 1, stderr
+    assert "recipe stopped" in lines[0] and f"interrupted {run_dir} " in lines[0], lines[0]
+    assert f"same command, hbert compare {path}:" in lines[0] and "interrupted one resumes" in lines[0], lines[0]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["steps"] < 30
+    assert main(["compare", path]) == 0  # the same command again: the interrupted run resumes and finishes
+    assert f"resuming {run_dir}" in capsys.readouterr().out
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+    steps = [json.loads(x)["step"] for x in open(log) if '"lr"' in x]
+    assert steps[-1] == 30 and steps == sorted(steps)
 
 
 def test_unknown_key_in_an_arm_fails_before_training(setup, capsys):

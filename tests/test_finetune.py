@@ -18,6 +18,7 @@ from hbert.finetune import (
     finetune,
     glue_score,
     make_config,
+    trainer,
 )
 from hbert.finetune.trainer import batches
 
@@ -154,7 +155,7 @@ def test_finetuning_beats_the_majority_class(tmp_path, hbert_ckpt, bert_ckpt, wh
 
 
 def test_regression_predicts_one_float(tmp_path, hbert_ckpt):
-    from hbert.finetune.trainer import load_classifier
+    from hbert.finetune.kinds import load_classifier
 
     spec, _ = _task(tmp_path / "task", kind="regression")
     result = finetune(hbert_ckpt, spec, make_config(FAST))
@@ -173,6 +174,19 @@ def test_early_stopping_stops_and_restores_the_best_epoch(tmp_path, hbert_ckpt):
     assert result["epochs_run"] < 30 and result["epochs_run"] == best + 1 + 2  # stopped 2 epochs after the best
     assert result["best_epoch"] == best + 1
     assert result["validation"]["loss"] == pytest.approx(losses[best], rel=1e-5)  # the best epoch's model is kept
+
+
+def test_a_finetuning_without_a_terminal_writes_progress_lines(tmp_path, hbert_ckpt, capsys, monkeypatch):
+    monkeypatch.setattr(trainer, "PROGRESS_EVERY_S", 0.0)  # a line at every step instead of once a minute
+    spec, _ = _task(tmp_path / "task", n=200)
+    finetune(hbert_ckpt, spec, make_config({**FAST, "epochs": 2, "progress": True, "floors": "none"}))
+    err = capsys.readouterr().err  # captured: not a terminal, so no bar is drawn
+    lines = err.splitlines()
+    assert "  toy-classification: 140 training examples, 18 steps (2 epochs at most)" in lines
+    assert [x for x in lines if ": step " in x][:2] == ["  finetune toy-classification: step 1/18",
+                                                         "  finetune toy-classification: step 2/18"]  # fmt: skip
+    assert "  finetune toy-classification: step 18/18" in lines
+    assert any(x.startswith("  toy-classification epoch 2/2: validation score") for x in lines)
 
 
 def test_seeds_repeat_and_suites_report_median_and_spread(tmp_path, hbert_ckpt):

@@ -10,7 +10,9 @@ from transformers import BertTokenizer
 
 from hbert import HBertForMaskedLM
 from hbert.data.tasks import TaskError, read_spec
-from hbert.finetune.tokens import entity_metrics
+from hbert.finetune import finetune, make_config
+from hbert.finetune.metrics import entity_metrics
+from hbert.training.optim import adamw
 
 from .conftest import tiny_config
 
@@ -107,3 +109,50 @@ def test_token_spec_needs_tag_names(tmp_path):
     )
     with pytest.raises(TaskError, match="label_names"):
         read_spec(tmp_path / "bad.yaml")
+
+
+def test_token_tasks_share_the_loop_optimizer_and_floors(task, monkeypatch):
+    from hbert.finetune import trainer
+
+    optimizers = []
+    monkeypatch.setattr(trainer, "adamw", lambda *a, **k: optimizers.append(a) or adamw(*a, **k))
+    config = make_config({"lr": 3e-3, "epochs": 3, "batch_size": 16, "device": "cpu", "progress": False})
+    result = finetune(str(task / "ckpt"), str(task / "ner.yaml"), config)
+    assert len(optimizers) == 2  # the model's and its random-init twin's: AdamW without decay on norms and biases
+    floors = result["floors"]
+    assert set(floors) == {"majority", "bag_of_words", "random_init"}
+    assert floors["majority"]["score"] == 0.0  # every word tagged O: no entity found
+    assert floors["bag_of_words"]["score"] > 50.0  # each word's most frequent tag: names and places are lexical
+    assert (
+        result["below_majority"] is False and result["validation"]["score"] == 100 * result["validation"]["entity_f1"]
+    )
+
+
+def test_no_import_cycle_in_finetune():
+    """The fine-tuning modules import each other in one direction only (at module top, where readers see it)."""
+    import ast
+    from pathlib import Path
+
+    import hbert.finetune
+
+    folder = Path(hbert.finetune.__file__).parent
+    edges = {}
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        edges[path.stem] = {
+            n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1 and n.module
+        }
+    done, visiting = set(), []
+
+    def visit(module):
+        assert module not in visiting, " -> ".join([*visiting, module])
+        if module in done:
+            return
+        visiting.append(module)
+        for target in edges.get(module, ()):
+            visit(target)
+        visiting.pop()
+        done.add(module)
+
+    for module in edges:
+        visit(module)

@@ -468,7 +468,8 @@ def test_json_output_stays_valid_when_a_metric_is_undefined(interrupted, tmp_pat
 
 def test_a_kill_during_save_leaves_no_half_written_folder(interrupted, tmp_path, monkeypatch):
     from hbert.finetune import trainer
-    from hbert.finetune.trainer import _save, load_classifier
+    from hbert.finetune.kinds import load_classifier
+    from hbert.finetune.trainer import _save
 
     spec = __import__("hbert.data.tasks", fromlist=["read_spec"]).read_spec(_tiny_spec(tmp_path / "task"))
     model, tokenizer = load_classifier(str(interrupted / "checkpoints" / "step-00000004" / "model"), spec)

@@ -6,6 +6,7 @@ import argparse
 import difflib
 import json
 import os
+import shlex
 import sys
 from typing import Any
 
@@ -173,6 +174,9 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     summary = pretrain(config, resume=args.resume)
     keys = ("status", "steps", "tokens", "charged_seconds", "heldout_mlm_acc", "heldout_mlm_loss")
     print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2))
+    if summary["status"] == "interrupted" and os.environ.get("RANK", "0") == "0":  # once under torchrun
+        print(f"hbert pretrain: stopped by signal at step {summary['steps']}; checkpoint saved. "
+              f"Continue with: hbert pretrain --resume {config.out}", file=sys.stderr)  # fmt: skip
     return 0 if summary["status"] in ("completed", "interrupted") else 1
 
 
@@ -318,10 +322,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .experiments import Recipe, run_recipe
+    from .experiments import Recipe, RecipeInterrupted, run_recipe
 
     recipe = Recipe.load(args.recipe, args.overrides)
-    out = run_recipe(recipe)
+    try:
+        out = run_recipe(recipe)
+    except RecipeInterrupted as stop:
+        again = shlex.join(["hbert", "compare", args.recipe, *args.overrides])
+        print(f"hbert compare: {stop}. Continue with the same command, {again}: finished runs are skipped and "
+              f"the interrupted one resumes", file=sys.stderr)  # fmt: skip
+        return 130
     print((out / "REPORT.md").read_text())
     print(f"results: {out / 'results.csv'}; plots: {out / 'heldout_accuracy.png'}")
     return 0

@@ -1,5 +1,5 @@
 """Experiment recipes: arms x seeds on one budget, evaluated and reported side by side."""
 
-from .runner import Recipe, RecipeError, run_recipe, validate
+from .runner import Recipe, RecipeError, RecipeInterrupted, run_recipe, validate
 
-__all__ = ["Recipe", "RecipeError", "run_recipe", "validate"]
+__all__ = ["Recipe", "RecipeError", "RecipeInterrupted", "run_recipe", "validate"]

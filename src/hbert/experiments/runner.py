@@ -55,6 +55,15 @@ class RecipeError(ValueError):
     pass
 
 
+class RecipeInterrupted(Exception):
+    """A signal stopped one of the recipe's pretraining runs after it saved a checkpoint: running the same recipe
+    again skips the finished runs and resumes this one."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(f"the recipe stopped: a signal interrupted {run_dir} (checkpoint saved)")
+        self.run_dir = run_dir
+
+
 @dataclass
 class Recipe:
     name: str
@@ -444,7 +453,8 @@ def check_out_folder(recipe: Recipe, out: Path) -> None:
 
 def _run_pretraining(run_dir: Path, base: str, overrides: list[str]) -> dict:
     """A run of the recipe: its summary when finished, else resumed from a checkpoint, else started (a start that
-    died before its first checkpoint, whose settings ``check_runs_match`` found the same, is started again)."""
+    died before its first checkpoint, whose settings ``check_runs_match`` found the same, is started again).
+    Raises ``RecipeInterrupted`` when a signal stops the run (it has saved its checkpoint)."""
     import shutil
 
     from ..training import pretrain
@@ -456,12 +466,16 @@ def _run_pretraining(run_dir: Path, base: str, overrides: list[str]) -> dict:
             return summary
     if any((run_dir / "checkpoints").glob("step-*/state.pt")):
         print(f"  resuming {run_dir}", flush=True)
-        return pretrain(None, resume=str(run_dir))
-    if (run_dir / "config.yaml").is_file() and not (run_dir / "final").exists():
-        print(f"  {run_dir} stopped before its first checkpoint: starting it again", flush=True)
-        shutil.rmtree(run_dir)
-    print(f"  pretraining {run_dir}", flush=True)
-    return pretrain(load_config(base, [*overrides, f"out={run_dir}"]))
+        summary = pretrain(None, resume=str(run_dir))
+    else:
+        if (run_dir / "config.yaml").is_file() and not (run_dir / "final").exists():
+            print(f"  {run_dir} stopped before its first checkpoint: starting it again", flush=True)
+            shutil.rmtree(run_dir)
+        print(f"  pretraining {run_dir}", flush=True)
+        summary = pretrain(load_config(base, [*overrides, f"out={run_dir}"]))
+    if summary["status"] == "interrupted":
+        raise RecipeInterrupted(run_dir)
+    return summary
 
 
 def heldout_curve(run_dir: Path, x: str = "elapsed") -> list[tuple[float, float]]:
@@ -564,7 +578,7 @@ def _scores(recipe: Recipe, checkpoint: str, path: Path, label: str, init_scheme
     """{task: [validation score per fine-tuning seed]} of ``checkpoint`` (of its random-init twin when
     ``init_scheme`` is given), cached in ``path`` task by task so an interrupted recipe resumes."""
     from ..finetune import finetune, make_config
-    from ..finetune.floors import random_init_score
+    from ..finetune.trainer import random_init_score
 
     done = json.loads(path.read_text()) if path.exists() else {}
     seeds = seeds if seeds is not None else _finetune_seeds(recipe, twin=init_scheme is not None)
@@ -630,14 +644,14 @@ def _twin_scores(recipe: Recipe, out: Path, run_dir: Path) -> tuple[str, dict]:
         return "", {}
     key, scheme = _architecture_key(run_dir)
     scores = _scores(recipe, str(run_dir / "final"), out / "twins" / key / "downstream.json",
-                     f"the random-init twin {key}", init_scheme=scheme)  # fmt: skip
+                     f"the random-init twin {key} of {run_dir}", init_scheme=scheme)  # fmt: skip
     return key, scores
 
 
 def _cheap_floors(recipe: Recipe, out: Path) -> dict:
     """{task: {"majority": score, "bag_of_words": score}} with the recipe's fine-tuning example limits."""
     from ..finetune import make_config
-    from ..finetune.floors import cheap_floors
+    from ..finetune.trainer import cheap_floors
 
     if not (recipe.floors and recipe.suite):
         return {}
@@ -647,6 +661,7 @@ def _cheap_floors(recipe: Recipe, out: Path) -> dict:
     limits = [config.max_train_examples, config.max_eval_examples]
     for task in recipe.suite:
         if cached.get(task, {}).get("limits") != limits:
+            print(f"  floors on {task}: majority class and bag-of-words", flush=True)
             floors = cheap_floors(task, *limits)
             cached[task] = {"limits": limits, **{k: v["score"] for k, v in floors.items()}}
     write_atomic(path, json.dumps(cached, indent=2))
@@ -702,6 +717,7 @@ def _inference(out: Path, recipe: Recipe) -> dict[str, dict[str, float]]:
     from ..pretrained import resolve
 
     names.update({resolve(folder): name for name, folder in recipe.references.items()})
+    print(f"  inference speed of {', '.join(names.values())}", flush=True)
     rows = bench_inference(list(names), lengths=tuple(recipe.inference_lengths), batch=32, repeats=3,
                            precisions=("fp32",))  # fmt: skip
     speeds: dict[str, dict[str, float]] = {}

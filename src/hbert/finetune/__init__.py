@@ -1,7 +1,8 @@
 """Fine-tuning and evaluation: task metrics, protocols, the fine-tuning loop, suites (GLUE, offline)."""
 
 from .metrics import MetricError, compute_metrics, glue_score, task_score
-from .trainer import PROTOCOLS, SUITES, FinetuneConfig, FinetuneError, evaluate_suite, finetune, make_config
+from .settings import PROTOCOLS, FinetuneConfig, FinetuneError, make_config
+from .trainer import SUITES, evaluate_suite, finetune
 
 __all__ = [
     "PROTOCOLS",

@@ -10,22 +10,27 @@ on the task can match a briefly pretrained one. So every score is reported besid
   (regression), scikit-learn defaults, fitted on the same training rows the encoder sees;
 - ``random_init``: an encoder of the same shape and tokenizer with freshly initialised weights, fine-tuned with the
   same settings and seed: what pretraining bought is the distance to this one.
+
+Token tasks get the same three: ``majority`` tags every word with the most frequent training tag, and
+``bag_of_words`` tags each word with its most frequent training tag (unseen words: the majority tag), the lexical
+floor of a tagger. Which floor function serves which kind is the kind's adapter's business (``kinds.py``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import torch
+from transformers import AutoConfig, AutoModelForMaskedLM
 
 from .._optional import require
-from ..data.tasks import TaskSpec, get_task
-from .metrics import compute_metrics, task_score
-
-FLOOR_CHOICES = ("all", "cheap", "none")  # all = majority + bag-of-words + random-init twin; cheap = no twin
+from ..data.tasks import TaskSpec
+from ..remote import auto_from_pretrained, tokenizer_from_pretrained
+from ..training.init import subln_scale
+from .metrics import compute_metrics, entity_metrics, task_score
 
 
 def _scored(spec: TaskSpec, predictions, labels) -> dict:
@@ -71,18 +76,33 @@ def bag_of_words_floor(spec: TaskSpec, train_rows, eval_rows) -> dict:
     return _scored(spec, model.predict(x_eval), _labels(eval_rows, spec))
 
 
-def cheap_floors(spec: TaskSpec | str, max_train_examples: int = 0, max_eval_examples: int = 0) -> dict:
-    """``{"majority": metrics, "bag_of_words": metrics}`` on the validation split, with the same example limits
-    as fine-tuning."""
-    from .trainer import task_splits
+def _tag_floor(spec: TaskSpec, eval_rows, tag_of) -> dict:
+    words = spec.text_fields[0]
+    names = spec.label_names
+    gold = [[names[t] for t in tags] for tags in eval_rows["label"]]
+    predicted = [[names[tag_of(w)] for w in sentence] for sentence in eval_rows[words]]
+    metrics = entity_metrics(gold, predicted)
+    metrics["score"] = task_score(metrics, spec.metrics, spec.average_metrics)
+    return metrics
 
-    spec = get_task(spec) if isinstance(spec, str) else spec
-    splits = task_splits(spec, max_train_examples, max_eval_examples)
-    train, validation = splits["train"], splits["validation"]
-    return {
-        "majority": majority_floor(spec, train, validation),
-        "bag_of_words": bag_of_words_floor(spec, train, validation),
-    }
+
+def majority_tag_floor(spec: TaskSpec, train_rows, eval_rows) -> dict:
+    """Every word tagged with the most frequent training tag (usually ``O``: no entity found)."""
+    counts = Counter(t for tags in train_rows["label"] for t in tags)
+    majority = counts.most_common(1)[0][0]
+    return _tag_floor(spec, eval_rows, lambda word: majority)
+
+
+def word_tag_floor(spec: TaskSpec, train_rows, eval_rows) -> dict:
+    """Each word tagged with its most frequent training tag; unseen words with the majority tag."""
+    words = spec.text_fields[0]
+    per_word: dict[str, Counter] = {}
+    for sentence, tags in zip(train_rows[words], train_rows["label"]):
+        for word, tag in zip(sentence, tags):
+            per_word.setdefault(word, Counter())[tag] += 1
+    majority = sum(per_word.values(), Counter()).most_common(1)[0][0]
+    best = {word: counts.most_common(1)[0][0] for word, counts in per_word.items()}
+    return _tag_floor(spec, eval_rows, lambda word: best.get(word, majority))
 
 
 def random_init_twin(checkpoint: str, out_dir: str | os.PathLike, seed: int = 0, init_scheme: str = "bert",
@@ -91,45 +111,16 @@ def random_init_twin(checkpoint: str, out_dir: str | os.PathLike, seed: int = 0,
     initialised weights (the model class's own initialisation, seeded; ``init_scheme="subln"`` applies the Sub-LN
     scaling a pretraining run with ``init.scheme=subln`` starts from): the pretrained model's control. Code shipped
     with the checkpoint runs only with ``trust_remote_code``."""
-    import torch
-    from transformers import AutoConfig, AutoModelForMaskedLM
-
-    from ..remote import auto_from_pretrained, tokenizer_from_pretrained
-
     config = auto_from_pretrained(AutoConfig, checkpoint, trust_remote_code)
     torch.manual_seed(seed)
     model = AutoModelForMaskedLM.from_config(config, trust_remote_code=trust_remote_code)
     if init_scheme == "subln":
-        from ..training.init import subln_scale
-
         subln_scale(model)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     tokenizer_from_pretrained(checkpoint, trust_remote_code).save_pretrained(out_dir)
     return out_dir
-
-
-def random_init_score(checkpoint: str, spec: TaskSpec | str, config, init_scheme: str = "bert") -> dict:
-    """Validation metrics of the random-init twin of ``checkpoint`` fine-tuned exactly like ``config`` says (the
-    twin's weights are seeded with the fine-tuning seed, so seeds spread both)."""
-    from .trainer import finetune
-
-    with tempfile.TemporaryDirectory(prefix="hbert-twin-") as tmp:
-        twin = random_init_twin(checkpoint, tmp, seed=config.seed, init_scheme=init_scheme,
-                                trust_remote_code=config.trust_remote_code)  # fmt: skip
-        result = finetune(str(twin), spec, dataclasses.replace(config, floors="none"))
-    return result["validation"]
-
-
-def floors_for(checkpoint: str, spec: TaskSpec, config) -> dict:
-    """The floors ``config.floors`` asks for, each as validation metrics with a ``score``."""
-    if config.floors == "none":
-        return {}
-    out = cheap_floors(spec, config.max_train_examples, config.max_eval_examples)
-    if config.floors == "all":
-        out["random_init"] = random_init_score(checkpoint, spec, config)
-    return out
 
 
 def below_majority(score: float, floors: dict) -> bool:

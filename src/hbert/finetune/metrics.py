@@ -97,3 +97,14 @@ def spread(values: list[float]) -> dict[str, float]:
     import statistics
 
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "scores": list(values)}
+
+
+def entity_metrics(true_tags: list[list[str]], predicted_tags: list[list[str]]) -> dict[str, float]:
+    """seqeval span scores (an entity counts only when its type and both ends match) and per-word accuracy."""
+    seqeval = require("seqeval.metrics", "entity metrics of token tasks")
+    return {
+        "entity_f1": float(seqeval.f1_score(true_tags, predicted_tags, zero_division=0)),
+        "entity_precision": float(seqeval.precision_score(true_tags, predicted_tags, zero_division=0)),
+        "entity_recall": float(seqeval.recall_score(true_tags, predicted_tags, zero_division=0)),
+        "accuracy": float(seqeval.accuracy_score(true_tags, predicted_tags)),
+    }

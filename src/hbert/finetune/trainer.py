@@ -1,5 +1,6 @@
-"""Fine-tuning any encoder checkpoint (hbert, or any ``AutoModelForSequenceClassification``-compatible Hugging Face
-encoder) on any task spec, with named protocols, early stopping, seeds and dynamic padding.
+"""Fine-tuning any encoder checkpoint (hbert, or any Hugging Face encoder with the task kind's head) on any task
+spec, with named protocols, early stopping, seeds, dynamic padding and floors: one loop for every task kind, whose
+differences (head, encoding, predictions, metrics, cheap floors) are the kind's adapter in ``kinds.py``.
 
 Dynamic padding: batches are padded to their own longest sequence, and examples of similar length are grouped
 (shuffled, then sorted by length inside windows of 50 batches), so short-sentence tasks do not pay for 128
@@ -11,209 +12,29 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
 import random
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from ..data.tasks import TOKEN_KIND, TaskSpec, get_task, load_task, suites
+from .._optional import require
+from ..data.tasks import TaskSpec, get_task, load_task, suites
 from ..data.tokenizer import save_with_model
+from ..files import atomic_dir, strict_json
 from ..runtime import allow_tf32, autocast, resolve_device
 from ..training.budget import step_lr_multiplier
 from ..training.optim import adamw, set_lr
-from .metrics import compute_metrics, task_score
-
-
-class FinetuneError(ValueError):
-    pass
-
-
-@dataclass
-class FinetuneConfig:
-    """Fine-tuning settings; ``protocol`` picks a preset and any field overrides it."""
-
-    protocol: str = "sane"
-    lr: float = 4e-5
-    epochs: int = 5
-    batch_size: int = 32
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    max_seq_len: int = 128
-    patience: int = 0  # early stopping on validation loss after this many epochs without improvement (0 = off)
-    keep_best: bool = False  # restore the epoch with the lowest validation loss at the end
-    freeze_encoder: bool = False  # linear probe: train the classifier head only
-    seed: int = 0
-    max_train_examples: int = 0  # 0 = all
-    max_eval_examples: int = 0
-    dynamic_padding: bool = True  # speed only: pad each batch to its own longest sequence, group by length
-    device: str = "auto"
-    precision: str = "fp32"  # fp32 | bf16
-    progress: bool = True
-    floors: str = "all"  # all | cheap | none: majority, bag-of-words and (all) a random-init twin beside the score
-    trust_remote_code: bool = False  # let a checkpoint that ships its own Python code run it (--trust-remote-code)
-
-
-PROTOCOLS = {
-    # the Cramming-like single recipe: a few epochs, one learning rate for every task, 10% warm-up
-    "sane": {"lr": 4e-5, "epochs": 5, "batch_size": 32, "warmup": 0.1, "patience": 0, "keep_best": False},
-    # small encoders (BERT-mini-sized, e.g. cpu-small): a higher learning rate, chosen by a grid on validation
-    # (benchmarks/finetune_grid.py; results/finetune-grid/GRID.md), as the compact-BERT release did per task
-    "small": {"lr": 3e-4, "epochs": 4, "batch_size": 32, "warmup": 0.1, "patience": 0, "keep_best": False},
-    # encoders of MiniLM's size (22M parameters, 6 x 384, genuinely pretrained: registry:minilm-l6 and warm starts
-    # from it): chosen by the same grid on rt-polarity and vader-tweets (results/finetune-grid-minilm/GRID.md)
-    "minilm": {"lr": 1e-4, "epochs": 3, "batch_size": 32, "warmup": 0.1, "patience": 0, "keep_best": False},
-    # the papers' authors' recipe: lr 4e-5, batch 128, up to 50 epochs, early stopping on validation loss (5)
-    "author": {"lr": 4e-5, "epochs": 50, "batch_size": 128, "warmup": 0.1, "patience": 5, "keep_best": True},
-}
-
-
-def make_config(overrides: dict | None = None) -> FinetuneConfig:
-    overrides = dict(overrides or {})
-    protocol = overrides.pop("protocol", "sane")
-    if protocol not in PROTOCOLS:
-        raise FinetuneError(f"unknown protocol {protocol!r}; accepted: {', '.join(PROTOCOLS)}")
-    config = FinetuneConfig(protocol=protocol, **PROTOCOLS[protocol])
-    fields = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
-    for key, value in overrides.items():
-        if key not in fields:
-            import difflib
-
-            close = difflib.get_close_matches(key, list(fields), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise FinetuneError(f"unknown fine-tuning setting {key!r}{hint} (accepted: {', '.join(fields)})")
-        current = getattr(config, key)
-        try:
-            value = _as_bool(value) if isinstance(current, bool) else _as_int(value) if isinstance(current, int) \
-                else type(current)(value)  # fmt: skip
-        except (TypeError, ValueError) as err:
-            raise FinetuneError(f"{key}: cannot use {value!r} (expected {type(current).__name__})") from err
-        setattr(config, key, value)
-    from .floors import FLOOR_CHOICES
-
-    if config.floors not in FLOOR_CHOICES:
-        raise FinetuneError(f"floors={config.floors!r}; accepted: {', '.join(FLOOR_CHOICES)}")
-    _check_ranges(config)
-    return config
-
-
-_RANGES = {"lr": (0.0, 1.0), "epochs": (1, 10_000), "batch_size": (1, 1e6), "warmup": (0.0, 1.0),
-           "weight_decay": (0.0, 1e3), "max_seq_len": (2, 1e6), "patience": (0, 10_000), "seed": (0, 2**31 - 1),
-           "max_train_examples": (0, 1e12), "max_eval_examples": (0, 1e12)}  # fmt: skip
-
-
-def _check_ranges(config: FinetuneConfig) -> None:
-    import math
-
-    for key, (low, high) in _RANGES.items():
-        value = getattr(config, key)
-        bad = not math.isfinite(value) or value < low or value > high or (key == "lr" and value == 0)
-        if bad:
-            raise FinetuneError(f"{key}={value!r}; accepted: {'> 0' if key == 'lr' else f'>= {low}'} and <= {high:g}")
-    if config.precision not in ("fp32", "bf16"):
-        raise FinetuneError(f"precision={config.precision!r}; accepted: fp32, bf16")
-
-
-def _as_int(value) -> int:
-    """A whole number: ``epochs=1.9`` or ``seed=0.5`` is refused, not rounded down."""
-    if isinstance(value, bool):
-        raise ValueError(value)
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(value)
-        return int(value)
-    return int(str(value).strip())
-
-
-def _as_bool(value) -> bool:
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("1", "true", "yes"):
-        return True
-    if str(value).lower() in ("0", "false", "no"):
-        return False
-    raise ValueError(value)
-
+from .floors import below_majority, random_init_twin
+from .kinds import Encoded, kind_of, task_splits
+from .metrics import glue_score, spread, spread_verdict, task_score
+from .settings import FinetuneConfig, FinetuneError
 
 # ------------------------------------------------------------------------------------------ model and data
-
-
-def _check_local(checkpoint: str) -> None:
-    """A path that is plainly local (not a hub name such as ``org/name``) must be a folder."""
-    if os.path.isdir(checkpoint):
-        return
-    if os.path.exists(checkpoint):
-        raise FinetuneError(f"{checkpoint} is a file; accepted: a checkpoint folder or a hub name (org/name)")
-    if checkpoint.startswith((".", "/", "~")) or checkpoint.count("/") > 1:
-        raise FinetuneError(f"checkpoint {checkpoint} does not exist; accepted: a checkpoint folder or a hub name")
-
-
-def load_classifier(checkpoint: str, spec: TaskSpec, trust_remote_code: bool = False):
-    """(model, tokenizer) for a task: any checkpoint with a sequence-classification class; one that ships its
-    own code loads only with ``trust_remote_code``."""
-    from safetensors import SafetensorError
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    from ..remote import IncompleteWeightsError, RemoteCodeError, auto_from_pretrained, tokenizer_from_pretrained
-
-    _check_local(checkpoint)
-    try:
-        config = auto_from_pretrained(AutoConfig, checkpoint, trust_remote_code)
-    except RemoteCodeError:
-        raise
-    except (OSError, ValueError) as err:
-        where = (
-            "a model checkpoint folder" if os.path.isdir(checkpoint) else "a local folder, nor loadable from the hub"
-        )
-        raise FinetuneError(
-            f"{checkpoint} is not {where} ({str(err).splitlines()[0][:200]}); accepted: a "
-            f"folder with config.json and weights, or a hub name when the hub is reachable"
-        ) from err
-    kwargs = {"num_labels": spec.num_labels}
-    kwargs["problem_type"] = "regression" if spec.kind == "regression" else "single_label_classification"
-    if spec.label_names:
-        kwargs["id2label"] = dict(enumerate(spec.label_names))
-        kwargs["label2id"] = {name: i for i, name in enumerate(spec.label_names)}
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the load report lists the fresh classifier head as "missing": expected here
-    try:
-        model = auto_from_pretrained(
-            AutoModelForSequenceClassification, checkpoint, trust_remote_code, new_head=True, **kwargs
-        )
-    except (RemoteCodeError, IncompleteWeightsError):
-        raise
-    except (OSError, SafetensorError) as err:
-        raise FinetuneError(f"{checkpoint}: the weights cannot be read ({str(err).splitlines()[0][:200]}); "
-                            f"accepted: a complete checkpoint folder (save or copy it again)") from err  # fmt: skip
-    except (ValueError, KeyError, RuntimeError) as err:
-        raise FinetuneError(
-            f"{checkpoint} (model_type {config.model_type!r}) is not a classifier-compatible encoder: "
-            f"{str(err).splitlines()[0][:200]}; accepted: hbert checkpoints or any model with a "
-            f"sequence-classification head in transformers"
-        ) from err
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    try:
-        tokenizer = tokenizer_from_pretrained(checkpoint, trust_remote_code)
-    except RemoteCodeError:
-        raise
-    except (OSError, ValueError) as err:
-        raise FinetuneError(f"{checkpoint} has no tokenizer ({str(err)[:120]}); save one with the model") from err
-    return model, tokenizer
-
-
-def encode(tokenizer, rows, spec: TaskSpec, max_len: int) -> tuple[list[list[int]], list[list[int]], np.ndarray]:
-    texts = [list(rows[f]) for f in spec.text_fields]
-    encoded = tokenizer(*texts, truncation=True, max_length=max_len)
-    token_types = encoded.get("token_type_ids") or [[0] * len(ids) for ids in encoded["input_ids"]]
-    labels = np.asarray(rows["label"], dtype=np.float32 if spec.kind == "regression" else np.int64)
-    return encoded["input_ids"], token_types, labels
 
 
 def batches(lengths: list[int], batch_size: int, shuffle: bool, rng: random.Random, group: bool) -> list[list[int]]:
@@ -232,17 +53,18 @@ def batches(lengths: list[int], batch_size: int, shuffle: bool, rng: random.Rand
     return out
 
 
-def collate(ids, types, labels, index: list[int], pad_id: int, pad_to: int | None, device) -> dict:
-    width = pad_to or max(len(ids[i]) for i in index)
+def collate(data: Encoded, index: list[int], pad_id: int, pad_to: int | None, device, kind) -> dict:
+    """The examples ``index`` of ``data`` as a batch padded to ``pad_to`` or to its longest example."""
+    width = pad_to or max(len(data.ids[i]) for i in index)
     input_ids = torch.full((len(index), width), pad_id, dtype=torch.long)
     token_type_ids = torch.zeros((len(index), width), dtype=torch.long)
     mask = torch.zeros((len(index), width), dtype=torch.long)
     for row, i in enumerate(index):
-        n = len(ids[i])
-        input_ids[row, :n] = torch.tensor(ids[i])
-        token_type_ids[row, :n] = torch.tensor(types[i])
+        n = len(data.ids[i])
+        input_ids[row, :n] = torch.tensor(data.ids[i])
+        token_type_ids[row, :n] = torch.tensor(data.types[i])
         mask[row, :n] = 1
-    batch = {"input_ids": input_ids, "attention_mask": mask, "labels": torch.from_numpy(labels[index])}
+    batch = {"input_ids": input_ids, "attention_mask": mask, "labels": kind.batch_labels(data.labels, index, width)}
     batch["token_type_ids"] = token_type_ids
     return {k: v.to(device) for k, v in batch.items()}
 
@@ -251,32 +73,28 @@ def collate(ids, types, labels, index: list[int], pad_id: int, pad_to: int | Non
 
 
 def _device(setting: str, key: str = "device") -> torch.device:
-    """The fine-tuning device (the name fine-tuning's helpers import); float32 matmuls use TF32 on a GPU."""
+    """The fine-tuning device; float32 matmuls use TF32 on a GPU."""
     device = resolve_device(setting, key=key)
     allow_tf32(device)
     return device
 
 
 @torch.no_grad()
-def evaluate(model, data, spec: TaskSpec, config: FinetuneConfig, pad_id: int, device) -> dict:
-    ids, types, labels = data
+def evaluate(model, data: Encoded, spec: TaskSpec, config: FinetuneConfig, pad_id: int, device) -> dict:
+    """The task's metrics, the mean loss and the 0-100 ``score`` of ``model`` on ``data``."""
+    kind = kind_of(spec)
     model.eval()
-    predictions, loss_sum = [], 0.0
-    for index in batches([len(x) for x in ids], 64, False, random.Random(0), config.dynamic_padding):
-        batch = collate(
-            ids, types, labels, index, pad_id, None if config.dynamic_padding else config.max_seq_len, device
-        )
+    predictions, loss_sum = [None] * len(data), 0.0
+    pad_to = None if config.dynamic_padding else config.max_seq_len
+    for index in batches([len(x) for x in data.ids], 64, False, random.Random(0), config.dynamic_padding):
+        batch = collate(data, index, pad_id, pad_to, device, kind)
         with autocast(device, config.precision):
             out = model(**_model_inputs(model, batch))
         loss_sum += float(out.loss) * len(index)
-        logits = out.logits.float()
-        pred = logits.squeeze(-1) if spec.kind == "regression" else logits.argmax(-1)
-        predictions.append((index, pred.cpu().numpy()))
-    ordered = np.empty(len(ids), dtype=np.float64 if spec.kind == "regression" else np.int64)
-    for index, pred in predictions:
-        ordered[index] = pred
-    metrics = compute_metrics(spec.metrics, ordered, labels, spec.kind)
-    metrics["loss"] = loss_sum / len(ids)
+        for i, prediction in zip(index, kind.predict(out.logits.float(), batch["labels"])):
+            predictions[i] = prediction
+    metrics = kind.metrics(predictions, data, spec)
+    metrics["loss"] = loss_sum / len(data)
     metrics["score"] = task_score(metrics, spec.metrics, spec.average_metrics)
     return metrics
 
@@ -290,20 +108,7 @@ def _model_inputs(model, batch: dict) -> dict:
     return {k: v for k, v in batch.items() if k != "token_type_ids" or _uses_types(model)}
 
 
-def task_splits(spec: TaskSpec, max_train_examples: int = 0, max_eval_examples: int = 0) -> dict:
-    """The task's labelled splits (role -> rows), the first ``max_*_examples`` of each (0 = all)."""
-    data = load_task(spec, seed=0)
-    if "validation" not in data:
-        raise FinetuneError(f"task {spec.name} has no validation split (splits: {', '.join(data)})")
-    splits = {}
-    for role, rows in data.items():
-        limit = max_train_examples if role == "train" else max_eval_examples
-        if limit:
-            rows = rows.select(range(min(limit, len(rows))))
-        if role.startswith("test") and spec.kind == "classification" and len(rows) and min(rows["label"]) < 0:
-            continue  # GLUE test sets carry no labels
-        splits[role] = rows
-    return splits
+PROGRESS_EVERY_S = 60.0  # without a visible progress bar (output not a terminal), a step line this often
 
 
 @dataclass
@@ -312,6 +117,7 @@ class _Fit:
 
     total_steps: int
     warmup_steps: int
+    label: str = "finetune"  # the progress lines' name of the run
     step: int = 0
     seen: int = 0
     train_seconds: float = 0.0
@@ -319,6 +125,16 @@ class _Fit:
     best: dict | None = None
     best_state: dict | None = None
     waited: int = 0
+    reported: float = dataclasses.field(default_factory=time.monotonic)
+
+    def report_step(self, bar) -> None:
+        """Advance the bar; when it is hidden (a log file, a pipe), write a step line every ``PROGRESS_EVERY_S``
+        seconds instead, so an epoch of many minutes is not silent."""
+        bar.update(1)
+        now = time.monotonic()
+        if bar.disable and now - self.reported >= PROGRESS_EVERY_S:
+            bar.write(f"  {self.label}: step {self.step}/{self.total_steps}", file=sys.stderr)
+            self.reported = now
 
     def end_epoch(self, epoch: int, val: dict, model, config: FinetuneConfig) -> bool:
         """Record the epoch's validation result; True when early stopping ends the run."""
@@ -334,10 +150,11 @@ class _Fit:
 
 def _prepare(checkpoint: str, spec: TaskSpec, config: FinetuneConfig, device):
     """(model on the device, tokenizer, encoded splits); a linear probe freezes the encoder."""
-    model, tokenizer = load_classifier(checkpoint, spec, config.trust_remote_code)
+    kind = kind_of(spec)
+    model, tokenizer = kind.load(checkpoint, spec, config.trust_remote_code)
     model.to(device)
     rows = task_splits(spec, config.max_train_examples, config.max_eval_examples)
-    splits = {role: encode(tokenizer, r, spec, config.max_seq_len) for role, r in rows.items()}
+    splits = {role: kind.encode(tokenizer, r, spec, config.max_seq_len) for role, r in rows.items()}
     if config.freeze_encoder:
         base = getattr(model, model.base_model_prefix)
         base.requires_grad_(False)
@@ -353,17 +170,17 @@ def check_finite(loss: float, spec: TaskSpec, epoch: int, config: FinetuneConfig
         )
 
 
-def _train_epoch(model, optimizer, train, fit: _Fit, config: FinetuneConfig, rng, pad_id: int, device, bar) -> None:
+def _train_epoch(model, optimizer, train: Encoded, fit: _Fit, config: FinetuneConfig, rng, pad_id: int, device, bar,
+                 kind) -> None:  # fmt: skip
     """One pass over the training split: linear warm-up and decay by step, clipping at 1, AdamW."""
-    train_ids, train_types, train_labels = train
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
     if config.freeze_encoder:
         getattr(model, model.base_model_prefix).eval()
     t0 = time.perf_counter()
-    for index in batches([len(x) for x in train_ids], config.batch_size, True, rng, config.dynamic_padding):
-        batch = collate(train_ids, train_types, train_labels, index, pad_id,
-                        None if config.dynamic_padding else config.max_seq_len, device)  # fmt: skip
+    pad_to = None if config.dynamic_padding else config.max_seq_len
+    for index in batches([len(x) for x in train.ids], config.batch_size, True, rng, config.dynamic_padding):
+        batch = collate(train, index, pad_id, pad_to, device, kind)
         set_lr(optimizer, config.lr * step_lr_multiplier(fit.step, fit.warmup_steps, fit.total_steps))
         with autocast(device, config.precision):
             out = model(**_model_inputs(model, batch))
@@ -374,7 +191,7 @@ def _train_epoch(model, optimizer, train, fit: _Fit, config: FinetuneConfig, rng
         fit.step += 1
         fit.seen += len(index)
         if bar is not None:
-            bar.update(1)
+            fit.report_step(bar)
     fit.train_seconds += time.perf_counter() - t0
 
 
@@ -383,16 +200,16 @@ def _fit(model, splits: dict, spec: TaskSpec, config: FinetuneConfig, pad_id: in
     epoch's weights are restored with ``keep_best``."""
     rng = random.Random(config.seed)
     optimizer = adamw(model.parameters(), config.lr, config.weight_decay)
-    steps_per_epoch = math.ceil(len(splits["train"][0]) / config.batch_size)
+    steps_per_epoch = math.ceil(len(splits["train"]) / config.batch_size)
     total = max(1, steps_per_epoch * config.epochs)
-    fit = _Fit(total_steps=total, warmup_steps=int(config.warmup * total))
+    fit = _Fit(total_steps=total, warmup_steps=int(config.warmup * total), label=f"finetune {spec.name}")
     bar = None
     if config.progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=total, desc=f"finetune {spec.name}", unit="step", leave=False, disable=None)
+        bar.write(f"  {spec.name}: {len(splits['train'])} training examples, {total} steps "
+                  f"({config.epochs} epochs at most)", file=sys.stderr)  # fmt: skip
     for epoch in range(config.epochs):
-        _train_epoch(model, optimizer, splits["train"], fit, config, rng, pad_id, device, bar)
+        _train_epoch(model, optimizer, splits["train"], fit, config, rng, pad_id, device, bar, kind_of(spec))
         val = evaluate(model, splits["validation"], spec, config, pad_id, device)
         check_finite(val["loss"], spec, epoch, config)
         if bar is not None:
@@ -410,8 +227,6 @@ def _fit(model, splits: dict, spec: TaskSpec, config: FinetuneConfig, pad_id: in
 def _save(save: str, model, tokenizer, result: dict) -> None:
     """The fine-tuned model, its tokenizer and ``finetune.json``, written into a temporary folder renamed into
     place: a kill during the save leaves no half-written folder."""
-    from ..files import atomic_dir, strict_json
-
     with atomic_dir(Path(save)) as tmp:
         model.save_pretrained(tmp)
         limit = getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
@@ -420,16 +235,11 @@ def _save(save: str, model, tokenizer, result: dict) -> None:
 
 
 def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save: str | None = None) -> dict:
-    """Fine-tune ``checkpoint`` on ``task``; returns metrics on validation (and test where it has labels), and the
-    floors ``config.floors`` asks for (``floors``: majority, bag_of_words, random_init; ``below_majority``)."""
+    """Fine-tune ``checkpoint`` on ``task`` (any kind); returns metrics on validation (and test where it has
+    labels), and the floors ``config.floors`` asks for (``floors``: majority, bag_of_words, random_init;
+    ``below_majority``)."""
     spec = get_task(task) if isinstance(task, str) else task
-    if spec.kind == TOKEN_KIND:
-        from .tokens import finetune_tokens
-
-        return finetune_tokens(checkpoint, spec, config, save)
     if config.floors != "none":  # needed only after fine-tuning: checked before it
-        from .._optional import require
-
         require("sklearn.linear_model", "the bag-of-words floor (floors=none leaves the floors out)")
     torch.manual_seed(config.seed)
     device = _device(config.device, key="device")
@@ -437,23 +247,52 @@ def finetune(checkpoint: str, task: str | TaskSpec, config: FinetuneConfig, save
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     started = time.time()
     fit = _fit(model, splits, spec, config, pad_id, device, started)
-    result = {"task": spec.name, "checkpoint": str(checkpoint), "protocol": config.protocol, "seed": config.seed,
-              "epochs_run": len(fit.history), "best_epoch": fit.best["epoch"],
+    result = {"task": spec.name, "kind": spec.kind, "checkpoint": str(checkpoint), "protocol": config.protocol,
+              "seed": config.seed, "epochs_run": len(fit.history), "best_epoch": fit.best["epoch"],
               "validation": evaluate(model, splits["validation"], spec, config, pad_id, device),
-              "history": fit.history, "train_examples": len(splits["train"][0]), "train_seconds": fit.train_seconds,
+              "history": fit.history, "train_examples": len(splits["train"]), "train_seconds": fit.train_seconds,
               "train_sequences_per_s": fit.seen / max(fit.train_seconds, 1e-9),
               "wall_seconds": time.time() - started}  # fmt: skip
     for role in splits:
         if role not in ("train", "validation"):
             result[role] = evaluate(model, splits[role], spec, config, pad_id, device)
     if config.floors != "none":
-        from .floors import below_majority, floors_for
-
         result["floors"] = floors_for(str(checkpoint), spec, config)
         result["below_majority"] = below_majority(result["validation"]["score"], result["floors"])
     if save:
         _save(save, model, tokenizer, result)
     return result
+
+
+# ------------------------------------------------------------------------------------------ floors
+
+
+def cheap_floors(spec: TaskSpec | str, max_train_examples: int = 0, max_eval_examples: int = 0) -> dict:
+    """``{"majority": metrics, "bag_of_words": metrics}`` on the validation split, with the same example limits
+    as fine-tuning (each kind names its own two floors)."""
+    spec = get_task(spec) if isinstance(spec, str) else spec
+    splits = task_splits(spec, max_train_examples, max_eval_examples)
+    return kind_of(spec).cheap_floors(spec, splits["train"], splits["validation"])
+
+
+def random_init_score(checkpoint: str, spec: TaskSpec | str, config: FinetuneConfig, init_scheme: str = "bert") -> dict:
+    """Validation metrics of the random-init twin of ``checkpoint`` fine-tuned exactly like ``config`` says (the
+    twin's weights are seeded with the fine-tuning seed, so seeds spread both)."""
+    with tempfile.TemporaryDirectory(prefix="hbert-twin-") as tmp:
+        twin = random_init_twin(checkpoint, tmp, seed=config.seed, init_scheme=init_scheme,
+                                trust_remote_code=config.trust_remote_code)  # fmt: skip
+        result = finetune(str(twin), spec, dataclasses.replace(config, floors="none"))
+    return result["validation"]
+
+
+def floors_for(checkpoint: str, spec: TaskSpec, config: FinetuneConfig) -> dict:
+    """The floors ``config.floors`` asks for, each as validation metrics with a ``score``."""
+    if config.floors == "none":
+        return {}
+    out = cheap_floors(spec, config.max_train_examples, config.max_eval_examples)
+    if config.floors == "all":
+        out["random_init"] = random_init_score(checkpoint, spec, config)
+    return out
 
 
 # ------------------------------------------------------------------------------------------ suites
@@ -465,9 +304,6 @@ def evaluate_suite(checkpoint: str, tasks: list[str], seeds: int, config: Finetu
     """Fine-tune on every task with ``seeds`` seeds: per-task median and spread (min-max) of the score, the floors
     (majority class, bag-of-words, and the random-init twin fine-tuned with the same seeds), the gain over the twin
     with a verdict from the seed spread, and, for GLUE tasks, the GLUE score with and without WNLI."""
-    from .floors import cheap_floors, random_init_score
-    from .metrics import glue_score, spread, spread_verdict
-
     for task in tasks:  # every task known and every local task's files readable before the first one trains
         spec = get_task(task) if isinstance(task, str) else task
         if spec.loader == "local":

@@ -221,12 +221,19 @@ class HBertPreTrainedModel(PreTrainedModel):
             init.copy_(module.sinusoid, sinusoidal_table(*module.sinusoid.shape))
 
 
+def _capturing_graph() -> bool:
+    """True while a tracer, compiler or exporter records the forward: a Python branch on tensor values would be
+    frozen into the graph there, so such code must take the path that is right for every input."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+
+
 def _key_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """(B, T) 0/1 mask -> boolean key mask, or None when nothing is padded (lets attention take its fastest path)."""
+    """(B, T) 0/1 mask -> boolean key mask, or None when nothing is padded (lets attention take its fastest path).
+    Inside a captured graph the mask is always kept (the shortcut looks at values, which a trace would freeze)."""
     if attention_mask is None:
         return None
     mask = attention_mask.bool()
-    if not torch.compiler.is_compiling() and bool(mask.all()):
+    if not _capturing_graph() and bool(mask.all()):
         return None
     return mask
 

@@ -759,9 +759,6 @@ def finish(run: Run, status: str) -> dict:
     if run.d.main:
         (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         run.log.close()
-        if status == "interrupted":
-            print(f"hbert pretrain: stopped by signal at step {run.clock.steps}; checkpoint saved. "
-                  f"Continue with: hbert pretrain --resume {run.run_dir}", file=sys.stderr)  # fmt: skip
     return summary
 
 

@@ -20,18 +20,22 @@ class MachineShare:
     """Measures the CPU share of the process between ``start()`` and ``report()`` (``None`` on a GPU, where the
     host CPU is not the device doing the work)."""
 
+    # the clocks, swappable so a test can simulate a competing process without loading the machine
+    cpu_clock = staticmethod(time.process_time)
+    wall_clock = staticmethod(time.perf_counter)
+
     def __init__(self, device_type: str = "cpu"):
         self.device_type = device_type
         self.threads = torch.get_num_threads()
         self.start()
 
     def start(self) -> None:
-        self._cpu0 = time.process_time()
-        self._wall0 = time.perf_counter()
+        self._cpu0 = self.cpu_clock()
+        self._wall0 = self.wall_clock()
 
     def report(self) -> dict:
-        wall = time.perf_counter() - self._wall0
-        cpu = time.process_time() - self._cpu0
+        wall = self.wall_clock() - self._wall0
+        cpu = self.cpu_clock() - self._cpu0
         share = cpu / max(wall * self.threads, 1e-9) if self.device_type == "cpu" else None
         return {"threads": self.threads, "cpu_seconds": round(cpu, 2), "wall_seconds": round(wall, 2),
                 "cpu_share": None if share is None else round(min(share, 1.0), 3)}  # fmt: skip
