@@ -6,7 +6,7 @@ result" is checked by running this before and after the change and comparing the
 Each case is a short deterministic run (fp32, ``impl.deterministic=true``) on a small generated corpus; the
 teacher cases distil from (and score with) the final weights of the ``random`` case. The hashes depend on the torch
 build and the CPU's kernels (and on the thread count): compare them only between runs on the same machine and
-build; ``--expect`` does that comparison and exits non-zero on any difference.
+build; ``--expect`` does that comparison (with the recording's thread count) and exits non-zero on any difference.
 """
 
 from __future__ import annotations
@@ -145,14 +145,16 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
+    recording = json.loads(Path(args.expect).read_text()) if args.expect else {}
+    if isinstance(recording.get("threads"), int):  # the hashes depend on the thread count: use the recording's
+        torch.set_num_threads(recording["threads"])
     print(f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as tmp:
         hashes = run_cases(Path(tmp))
     if args.json:
         Path(args.json).write_text(json.dumps(hashes, indent=2) + "\n")
     if args.expect:
-        expected = json.loads(Path(args.expect).read_text())
-        expected = expected.get("hashes", expected)  # a recording (with its torch / CPU / threads) or bare hashes
+        expected = recording.get("hashes", recording)  # a recording (with its torch / CPU / threads) or bare hashes
         differ = [k for k in expected if hashes.get(k) != expected[k]]
         print("bitwise equal" if not differ else f"DIFFERENT: {', '.join(differ)}")
         return 1 if differ else 0
