@@ -184,3 +184,16 @@ def test_data_tasks_listing(capsys):
     out = capsys.readouterr().out
     for name in ["cola", "mnli", "rt-polarity", "vitaminc"]:
         assert name in out
+
+
+def test_a_heavy_task_counts_as_fetched_only_when_its_own_download_is_complete(tmp_path, monkeypatch):
+    from hbert.data.fetch import pypi_folder
+
+    monkeypatch.setenv("HBERT_CACHE", str(tmp_path))
+    vitaminc = T.OFFLINE_TASKS["vitaminc"]
+    other = T.TaskSpec("heavy-x", ("text",), "classification", 2, ("accuracy",), "offline", heavy=True)
+    assert not T._already_fetched(vitaminc) and not T._already_fetched(other)
+    done = pypi_folder(T._HEAVY_SOURCES["vitaminc"], source=True) / ".complete"
+    done.parent.mkdir(parents=True)
+    done.touch()
+    assert T._already_fetched(vitaminc) and not T._already_fetched(other)  # another heavy task is not vitaminc

@@ -1,5 +1,5 @@
-"""A short model showcase (the `make demo` job until budgeted pretraining lands): every preset at a small shape,
-its parameters, FLOPs per token and measured speed of a training step and an inference forward."""
+"""`hbert showcase`: every preset at a small shape, its parameters, FLOPs per token and the measured speed of a
+training step and an inference forward (what each architecture costs, before any pretraining)."""
 
 from __future__ import annotations
 

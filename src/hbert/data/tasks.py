@@ -23,7 +23,7 @@ import os
 import re
 import tarfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._optional import require
@@ -210,8 +210,11 @@ def _vader_rows(stem: str) -> list[dict]:
     return rows
 
 
+BIGBENCH = "bigbench==1.0.0"  # the sdist vitaminc is read from (358 MB)
+
+
 def _vitaminc_rows() -> list[dict]:
-    root = pypi_package("bigbench==1.0.0", source=True)
+    root = pypi_package(BIGBENCH, source=True)
     task = json.loads(find_one(root, "**/vitaminc_fact_verification/task.json").read_text(errors="replace"))
     names = OFFLINE_TASKS["vitaminc"].label_names
     rows = []
@@ -226,16 +229,20 @@ def _vitaminc_rows() -> list[dict]:
 
 OFFLINE_TASKS: dict[str, TaskSpec] = {}  # the offline suite, in this order
 _OFFLINE_ROWS: dict[str, Callable[[], list[dict]]] = {}
+_HEAVY_SOURCES: dict[str, str] = {}  # heavy task -> the PyPI sdist it is read from (fetched only on request)
 
 
-def offline_task(spec: TaskSpec, rows: Callable[[], list[dict]]) -> TaskSpec:
+def offline_task(spec: TaskSpec, rows: Callable[[], list[dict]], sdist: str | None = None) -> TaskSpec:
     """Add an offline task: its spec and the function that reads all its rows (hbert splits them 80/10/10). The
-    task joins the ``offline`` suite, ``hbert data tasks`` and decontamination with no other edit."""
+    task joins the ``offline`` suite, ``hbert data tasks`` and decontamination with no other edit. A heavy task
+    names the sdist it reads (``sdist``): decontamination uses it only once it has been fetched."""
     spec.validate()
     if spec.name in registered_tasks():
         raise TaskError(f"task {spec.name!r} exists already; taken: {', '.join(registered_tasks())}")
     OFFLINE_TASKS[spec.name] = spec
     _OFFLINE_ROWS[spec.name] = rows
+    if sdist:
+        _HEAVY_SOURCES[spec.name] = sdist
     return spec
 
 
@@ -298,6 +305,7 @@ offline_task(
         description="VitaminC evidence / claim pairs, 3-way (MNLI-like); BIG-bench sdist (358 MB download)",
     ),
     _vitaminc_rows,
+    sdist=BIGBENCH,
 )
 
 
@@ -642,10 +650,8 @@ def evaluation_hashes(selection: tuple[str, ...]) -> tuple[set[int], dict]:
 
 
 def _already_fetched(spec: TaskSpec) -> bool:
-    from .fetch import downloads_dir
+    """Whether a heavy task's download is here already (a heavy task that names no sdist: not known to be)."""
+    from .fetch import pypi_folder
 
-    return (downloads_dir() / "pypi" / "bigbench_1.0.0-sdist" / ".complete").exists()
-
-
-def describe(spec: TaskSpec) -> dict:
-    return asdict(spec)
+    sdist = _HEAVY_SOURCES.get(spec.name)
+    return sdist is not None and (pypi_folder(sdist, source=True) / ".complete").exists()

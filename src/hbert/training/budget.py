@@ -46,11 +46,6 @@ class Budget:
                 return cls("time", seconds)
         raise BudgetError(f"cannot parse budget {text!r}; accepted: {ACCEPTED}")
 
-    def describe(self) -> str:
-        if self.kind == "time":
-            return f"{self.amount:g} s of wall-clock"
-        return f"{self.amount:,.0f} {self.kind}"
-
 
 @dataclass
 class BudgetState:

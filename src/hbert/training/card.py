@@ -174,8 +174,4 @@ def _body(config, parameters, summary, corpus, sources, accuracy, command, name,
     return "\n".join(lines)
 
 
-def write_model_card(folder, text: str) -> None:
-    (folder / "README.md").write_text(text, encoding="utf-8")
-
-
-__all__ = ["command_line", "model_card", "write_model_card"]
+__all__ = ["command_line", "model_card"]

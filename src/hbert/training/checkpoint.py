@@ -18,7 +18,6 @@ import torch
 
 from ..data.tokenizer import save_with_model
 from ..files import atomic_dir, remove_stale_temps, write_atomic
-from .card import write_model_card
 
 MANIFEST = "manifest.json"
 NO_MANIFEST = "no manifest.json (saved by an hbert before manifests, or not by hbert)"
@@ -199,13 +198,11 @@ def changed_result_settings(current: dict, stored: dict) -> list[str]:
     return [k for k in keys if not k.startswith("impl.") and k != "out" and a.get(k) != b.get(k)]
 
 
-def export_final(run_dir: Path, model, tokenizer, card: str | None = None) -> Path:
-    """``final/``: the trained model, the tokenizer (with the model's length limit) and, when given, the model card,
-    written to a temporary folder and renamed into place."""
+def export_final(run_dir: Path, model, tokenizer) -> Path:
+    """``final/``: the trained model and the tokenizer (with the model's length limit), written to a temporary
+    folder and renamed into place. The model card follows once the held-out evaluation is known."""
     final = run_dir / "final"
     with atomic_dir(final) as tmp:
         _quiet_save(model, tmp)
         save_with_model(tokenizer, tmp, model.config.max_position_embeddings)
-        if card is not None:
-            write_model_card(tmp, card)
     return final
