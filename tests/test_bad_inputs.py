@@ -568,7 +568,7 @@ CASES = [
     Case(
         "finetune-unknown-protocol",
         lambda w, d: ["finetune", str(w["ckpt"]), "rt-polarity", "protocol=quick"],
-        rf"unknown protocol 'quick'; {A}: sane, small, author",
+        rf"unknown protocol 'quick'; {A}: sane, small, minilm, author",
     ),
     Case("eval-zero-seeds", lambda w, d: ["eval", str(w["ckpt"]), "--seeds", "0"], r"--seeds: expected a whole"),
     Case(
