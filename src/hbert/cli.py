@@ -224,10 +224,9 @@ def _check_save(save: str, checkpoint: str) -> None:
     around it): checked before anything is loaded."""
     from pathlib import Path
 
-    from .files import check_writable_target, new_folder_problem
+    from .files import check_writable_target, new_folder_problem, overlaps
 
-    target, source = Path(save).resolve(), Path(checkpoint).resolve()
-    if os.path.isdir(checkpoint) and (target == source or source in target.parents or target in source.parents):
+    if os.path.isdir(checkpoint) and overlaps(save, checkpoint):
         raise UsageError(f"--save {save} would overwrite the checkpoint being fine-tuned ({checkpoint}); accepted: "
                          f"a new or empty folder elsewhere")  # fmt: skip
     problem = new_folder_problem(Path(save), "--save")

@@ -204,6 +204,12 @@ def new_folder_problem(folder: Path, option: str) -> str | None:
     return None
 
 
+def overlaps(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths are the same folder or one lies inside the other (writing one would change the other)."""
+    a, b = Path(a).resolve(), Path(b).resolve()
+    return a == b or a in b.parents or b in a.parents
+
+
 def check_writable_target(path: Path, option: str) -> None:
     """Refuse, before any work, an output path that is an existing file or whose nearest existing parent is not a
     writable folder (a failure there would come only after the work was done)."""

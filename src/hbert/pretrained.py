@@ -20,7 +20,7 @@ import torch
 
 from .data.fetch import cache_root, downloads_dir, find_one, pypi_package
 from .data.tokenizer import BERT_VOCAB_MD5, md5sum, save_with_model, tokenizer_from_vocab
-from .files import atomic_dir, folder_lock, remove_stale_temps
+from .files import atomic_dir, folder_lock, overlaps, remove_stale_temps
 from .modeling import HBertForMaskedLM
 from .modeling.convert import from_hf_bert, read_checkpoint_config, to_hf_bert
 from .remote import check_complete
@@ -136,8 +136,7 @@ def _load_weights(load, src: Path):
 
 def _check_not_inside(src: Path, out: Path) -> None:
     """Refuse an output inside the source checkpoint (it would change the folder being converted)."""
-    source, target = src.resolve(), out.resolve()
-    if source == target or source in target.parents:
+    if overlaps(src, out):  # out cannot hold src: it does not exist yet
         raise PretrainedError(f"{out} is inside the checkpoint being converted ({src}); accepted: a new path "
                               "outside it")  # fmt: skip
 
