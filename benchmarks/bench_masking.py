@@ -39,7 +39,7 @@ ARMS = {
 
 def build(arm: dict, corpus: str):
     from hbert import HBertConfig, HBertForMaskedLM
-    from hbert.config import MaskingConfig
+    from hbert.masking.base import masking_settings
     from hbert.data.corpus import Corpus
     from hbert.masking.base import SpecialIds, build_masking
 
@@ -55,7 +55,7 @@ def build(arm: dict, corpus: str):
         )
         teacher.requires_grad_(False)
         teacher.eval().to(torch.bfloat16)
-    config = MaskingConfig(**{k: v for k, v in arm.items()}, self_warmup=0.0)
+    config = masking_settings(**{k: v for k, v in arm.items()}, self_warmup=0.0)
     masking = build_masking(config, ids, teacher=teacher, precision="bf16")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     blocks = c.blocks("train")

@@ -610,7 +610,7 @@ def check_long_forward(ctx: Context, report: Report) -> None:
 
 def check_masking_cost(ctx: Context, report: Report) -> None:
     """One training step (masking + forward + backward + AdamW, eager, bf16) with each masking strategy."""
-    from hbert.config import MaskingConfig
+    from hbert.masking.base import masking_settings
     from hbert.masking.base import SpecialIds, build_masking
 
     vocab = ctx.shape["vocab_size"]
@@ -622,7 +622,7 @@ def check_masking_cost(ctx: Context, report: Report) -> None:
     for name, arm in arms.items():
         torch.manual_seed(0)
         model = HBertForMaskedLM(ctx.config("bert")).to(ctx.device).train()
-        masking = build_masking(MaskingConfig(**arm, self_warmup=0.0), ids, precision="bf16")
+        masking = build_masking(masking_settings(**arm, self_warmup=0.0), ids, precision="bf16")
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
         generator = torch.Generator(device=ctx.device).manual_seed(0)
 
@@ -697,13 +697,14 @@ def check_engine_step(ctx: Context, report: Report) -> None:
     """The real ``Engine.step`` of a gpu-24h run (masking inside the step, static index, compiled, fused AdamW,
     the non-finite check on the device), random and self-entropy masking: time, MFU, peak memory, compile
     warm-up and the host synchronisations of a step that is not logged (the goal: none)."""
-    from hbert.config import MaskingConfig, load_config
+    from hbert.config import load_config
+    from hbert.masking.base import masking_settings
 
     base = load_config(str(ROOT / "configs" / "pretrain" / "gpu-24h.yaml"))
     blocks = torch.randint(5, ctx.shape["vocab_size"], (ctx.batch, ctx.seq), device=ctx.device)
     blocks[:, 0], blocks[:, -1] = 2, 3  # [CLS] ... [SEP]
-    arms = {"random": MaskingConfig(kind="random"),
-            "self-entropy c=2": MaskingConfig(kind="entropy", source="self", pool=2.0, self_warmup=0.0)}  # fmt: skip
+    arms = {"random": masking_settings(kind="random"),
+            "self-entropy c=2": masking_settings(kind="entropy", source="self", pool=2.0, self_warmup=0.0)}  # fmt: skip
     times = {}
     for name, masking_config in arms.items():
         if time.time() > ctx.deadline:

@@ -48,10 +48,10 @@ def _batches(corpus: str, n: int, size: int = 8) -> list[torch.Tensor]:
 
 
 def _masking(corpus: str, **settings):
-    from hbert.config import MaskingConfig
+    from hbert.masking.base import masking_settings
 
     ids = SpecialIds.from_tokenizer(Corpus(corpus).tokenizer())
-    return build_masking(MaskingConfig(**settings), ids), ids
+    return build_masking(masking_settings(**settings), ids), ids
 
 
 # ------------------------------------------------------------------------------------------ static index

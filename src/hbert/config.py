@@ -1,5 +1,7 @@
 """The typed configuration of a pretraining run: dataclasses loaded from YAML and overridden from the command line
-as ``a.b=value``. An unknown key is an error that names it and the closest valid one.
+as ``a.b=value``. Each setting declares its type, choices and range where it is defined (``hbert.settings``); a
+registry entry declares its own (a masking strategy its ``Settings``, the schedules and init schemes their names),
+so adding one never touches this file. An unknown key is an error that names it and the closest valid one.
 
 Settings that change *results* (model, corpus, budget, masking, training, init) are kept apart from settings that
 change only *speed* (``impl``): a run records both, and a comparison varies only the first kind.
@@ -8,12 +10,17 @@ change only *speed* (``impl``): a run records both, and a comparison varies only
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+
+from . import settings
+from .files import load_yaml_text, read_yaml
+from .masking.base import MaskingSettings, masking_settings
+from .runtime import PRECISIONS
+from .settings import setting
 
 
 class ConfigError(ValueError):
@@ -23,33 +30,11 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConfig:
     """``preset`` (bert, additive, hbert-v1, hbert-v2, hbert-mix) plus any ``HBertConfig`` field, e.g.
-    ``model.hidden_size=256``; ``model=hbert-v1`` sets the preset."""
+    ``model.hidden_size=256``; ``model=hbert-v1`` sets the preset. The model's fields are checked by
+    ``HBertConfig`` itself."""
 
     preset: str = "bert"
     fields: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class MaskingConfig:
-    """``kind``: random | entropy; ``ratio``: share of real tokens masked per sequence (a fixed
-    count k = round(ratio x real tokens)); of those, ``mask_prob`` become [MASK], ``random_prob`` a random token,
-    the rest stay unchanged."""
-
-    kind: str = "random"
-    ratio: float = 0.15
-    mask_prob: float = 0.8
-    random_prob: float = 0.1
-    # entropy masking (kind=entropy); see hbert.masking.entropy
-    source: str = "teacher"  # teacher | self
-    teacher: str = ""  # masked-LM checkpoint folder or hub name (source=teacher, and the default KD teacher)
-    scoring: str = "candidates"  # candidates | token-stats
-    rule: str = "high"  # high | low | sample | mixed
-    pool: float = 2.0  # candidates: pool of pool x k positions per sequence
-    temperature: float = 1.0  # sample: probability proportional to exp(H / temperature)
-    mixed_fraction: float = 0.5  # mixed: share of the k masks chosen by entropy
-    self_warmup: float = 0.1  # source=self: random masking for this share of the budget
-    teacher_precision: str = "bf16"  # bf16 | fp32 for the teacher's forwards
-    trust_remote_code: bool = False  # let a teacher (masking or KD) that ships its own Python code run it
 
 
 @dataclass
@@ -59,8 +44,8 @@ class KDConfig:
     teacher logits from the entropy-scoring forward instead of a second teacher forward on the student's input
     (cheaper; but the teacher then saw the whole candidate pool masked, not the student's exact input)."""
 
-    alpha: float = 1.0
-    temperature: float = 2.0
+    alpha: float = setting(1.0, low=0.0, high=1.0)
+    temperature: float = setting(2.0, low=0.0, high=1e6, low_open=True)
     teacher: str = ""
     reuse_scoring_forward: bool = False
 
@@ -72,21 +57,21 @@ class ObjectiveConfig:
 
 @dataclass
 class TrainConfig:
-    batch_size: int = 32  # global batch (all ranks, all accumulation steps), in blocks
-    lr: float = 5e-4
-    warmup: float = 0.1  # fraction of the budget
-    schedule: str = "linear"  # linear | cosine | triangle
-    weight_decay: float = 0.01
+    batch_size: int = setting(32, low=1, high=1e9)  # global batch (all ranks, all accumulation steps), in blocks
+    lr: float = setting(5e-4, low=0.0, high=1e3, low_open=True)
+    warmup: float = setting(0.1, low=0.0, high=1.0)  # fraction of the budget
+    schedule: str = setting("linear", choices=("linear", "cosine", "triangle"))
+    weight_decay: float = setting(0.01, low=0.0, high=1e3)
     betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-6
-    grad_clip: float = 1.0  # 0 = off
+    eps: float = setting(1e-6, low=0.0, high=1.0, low_open=True)
+    grad_clip: float = setting(1.0, low=0.0, high=1e9)  # 0 = off
     seed: int = 0
     eval_every: str = "0"  # "5m" (wall-clock), "500-steps", or "0" (only at the end)
-    eval_blocks: int = 256  # held-out blocks evaluated (the same fixed, seeded mask for every run)
+    eval_blocks: int = setting(256, low=1, high=1e9)  # held-out blocks evaluated (one fixed, seeded mask for all)
     checkpoint_every: str = "10m"  # "10m" or "1000-steps"; "0" = only at the end and on a signal
     charge_eval: bool = False  # does evaluation time count against a time budget?
     charge_scoring: bool = True  # does teacher / scorer time count against a time budget?
-    max_nonfinite: int = 10  # stop after this many non-finite losses in a row
+    max_nonfinite: int = setting(10, low=1, high=1e9)  # stop after this many non-finite losses in a row
 
 
 @dataclass
@@ -97,13 +82,13 @@ class InitConfig:
     (default: by index). ``freeze``: names frozen for ``freeze_fraction`` of the budget: embeddings, head,
     an attention kind: softmax, additive, mixture or any registered one (its layers), layers.N."""
 
-    kind: str = "random"
-    scheme: str = "bert"
+    kind: str = setting("random", choices=("random", "complete", "partial"))
+    scheme: str = setting("bert", choices=("bert", "subln"))
     source: str = ""
     parts: list[str] = field(default_factory=lambda: ["embeddings", "layers"])
     layer_map: dict[int, int] = field(default_factory=dict)
     freeze: list[str] = field(default_factory=list)
-    freeze_fraction: float = 0.0
+    freeze_fraction: float = setting(0.0, low=0.0, high=1.0)
 
 
 @dataclass
@@ -113,15 +98,15 @@ class ImplConfig:
     deterministic, log_every."""
 
     device: str = "auto"
-    precision: str = "auto"
+    precision: str = setting("auto", choices=PRECISIONS)
     compile: bool = False
     compile_backend: str = "inductor"  # any torch.compile backend (e.g. aot_eager to check tracing without codegen)
     # the masked positions as a static index (no data-dependent size, no host synchronisation outside logged
     # steps): auto = on a GPU and when compiled; on | off
-    static_shapes: str = "auto"
-    micro_batch_size: int = 0  # 0 = the whole per-rank batch at once
+    static_shapes: str = setting("auto", choices=("auto", "on", "off"))
+    micro_batch_size: int = setting(0, low=0, high=1e9)  # 0 = the whole per-rank batch at once
     deterministic: bool = False
-    log_every: int = 10
+    log_every: int = setting(10, low=1, high=1e9)
     progress: bool = True
     tensorboard: bool = True
 
@@ -132,7 +117,8 @@ class PretrainConfig:
     out: str = ""
     budget: str = "10m"
     model: ModelConfig = field(default_factory=ModelConfig)
-    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    # the shared settings (hbert.masking.base.MaskingSettings) and every registered strategy's own (its Settings)
+    masking: MaskingSettings = field(default_factory=masking_settings)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     init: InitConfig = field(default_factory=InitConfig)
@@ -143,97 +129,26 @@ class PretrainConfig:
 SHORTHANDS = {"model": "preset", "masking": "kind", "init": "kind"}
 
 
-def _all_keys(cls, prefix: str = "") -> list[str]:
-    keys = []
-    for f in dataclasses.fields(cls):
-        name = prefix + f.name
-        if dataclasses.is_dataclass(f.type if isinstance(f.type, type) else _resolve(cls, f.name)):
-            keys.append(name)
-            keys += _all_keys(_resolve(cls, f.name), name + ".")
-        else:
-            keys.append(name)
-    return keys
-
-
-def _resolve(cls, name: str):
-    hints = {f.name: f for f in dataclasses.fields(cls)}
-    default = hints[name].default_factory if hints[name].default_factory is not dataclasses.MISSING else None
-    return type(default()) if default is not None else None
-
-
 def _model_fields() -> list[str]:
-    from .modeling import HBertConfig
+    from .modeling import HBertConfig  # the model classes (transformers) load only when a model key is read
 
     return HBertConfig.field_names()
 
 
 def known_keys() -> list[str]:
-    keys = _all_keys(PretrainConfig)
-    keys += [f"model.{name}" for name in _model_fields()]
-    return keys
+    return [*settings.keys_of(PretrainConfig), *(f"model.{name}" for name in _model_fields())]
 
 
 def _unknown(key: str, context: str = "") -> ConfigError:
     keys = known_keys()
-    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
     sections = sorted({k.split(".")[0] for k in keys})
-    return ConfigError(f"unknown config key {key!r}{context}{hint} (sections: {', '.join(sections)})")
+    return ConfigError(f"unknown config key {key!r}{context}{settings.did_you_mean(key, keys)} "
+                       f"(sections: {', '.join(sections)})")  # fmt: skip
 
 
 def coerce_value(value: Any, current: Any, key: str) -> Any:
-    """``value`` (as read from YAML or ``key=value``) as the type of ``current``, the setting's present value; a
-    value of another kind is refused naming ``key`` and the accepted kind. Every typed setting goes through here."""
-    if isinstance(current, bool):
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if isinstance(current, int) and not isinstance(current, bool):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if isinstance(current, float):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if isinstance(current, tuple):
-        if isinstance(value, (list, tuple)) and len(value) == len(current):
-            return tuple(type(c)(v) for c, v in zip(current, value))
-        raise ConfigError(f"{key}: expected a list of {len(current)} numbers, got {value!r}")
-    if isinstance(current, list):
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v]
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return list(value)
-    if isinstance(current, dict):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return dict(value)
-    if isinstance(current, str):
-        return "" if value is None else str(value)
-    return value
-
-
-def _is_section(config: PretrainConfig, parts: list[str]) -> bool:
-    target: Any = config
-    for part in parts:
-        if not dataclasses.is_dataclass(target) or not hasattr(target, part):
-            return True  # let set_key report the unknown key
-        target = getattr(target, part)
-    return dataclasses.is_dataclass(target)
+    """``value`` as the type of ``current`` (``hbert.settings.coerce``), refused with a ``ConfigError``."""
+    return settings.coerce(value, current, key, ConfigError)
 
 
 def set_key(config: PretrainConfig, key: str, value: Any, context: str = "") -> None:
@@ -241,45 +156,23 @@ def set_key(config: PretrainConfig, key: str, value: Any, context: str = "") -> 
     parts = key.split(".")
     if len(parts) == 1 and parts[0] in SHORTHANDS and not isinstance(value, dict):
         parts = [parts[0], SHORTHANDS[parts[0]]]
-    if isinstance(value, dict) and _is_section(config, parts):
-        for sub, sub_value in value.items():
-            set_key(config, f"{'.'.join(parts)}.{sub}", sub_value, context)
-        return
-    target: Any = config
-    for i, part in enumerate(parts[:-1]):
-        if not dataclasses.is_dataclass(target) or not hasattr(target, part):
+    if parts[0] == "model" and isinstance(config, PretrainConfig):
+        if len(parts) == 1:
+            if not isinstance(value, dict):
+                raise _unknown(key, context)
+            for sub, sub_value in value.items():
+                set_key(config, f"model.{sub}", sub_value, context)
+            return
+        if len(parts) > 2 or (parts[1] not in ("preset", "fields") and parts[1] not in _model_fields()):
             raise _unknown(key, context)
-        target = getattr(target, part)
-        if isinstance(target, ModelConfig) and i == len(parts) - 3:
-            raise _unknown(key, context)
-    name = parts[-1]
-    if isinstance(target, ModelConfig) and name not in ("preset", "fields"):
-        if name not in _model_fields():
-            raise _unknown(key, context)
-        target.fields[name] = value
-        return
-    if not dataclasses.is_dataclass(target) or name not in {f.name for f in dataclasses.fields(target)}:
-        raise _unknown(key, context)
-    current = getattr(target, name)
-    if dataclasses.is_dataclass(current):
-        raise ConfigError(f"{key} is a section; set one of its keys, e.g. {key}.{dataclasses.fields(current)[0].name}")
-    setattr(target, name, coerce_value(value, current, key))
+        if parts[1] not in ("preset", "fields"):
+            config.model.fields[parts[1]] = value
+            return
+    settings.assign(config, ".".join(parts), value, ConfigError, unknown=lambda k: _unknown(k, context))
 
 
 MODEL_TEXT_FIELDS = ("hidden_act", "position_embedding_type", "norm_scheme", "layer_types", "problem_type")
-
-
-def text_fields(cls, prefix: str = "") -> tuple[str, ...]:
-    """The dotted names of the fields of dataclass ``cls`` (and its sections) that hold text: names, paths,
-    budgets. ``key=value`` keeps such a value as written (``out=007`` is the folder ``007``, not the number 7)."""
-    names: list[str] = []
-    for f in dataclasses.fields(cls):
-        section = _resolve(cls, f.name) if f.default_factory is not dataclasses.MISSING else None
-        if section is not None and dataclasses.is_dataclass(section):
-            names += text_fields(section, f"{prefix}{f.name}.")
-        elif isinstance(f.default, str) or f.type in (str, "str"):
-            names.append(prefix + f.name)
-    return tuple(names)
+text_fields = settings.text_fields
 
 
 def pretrain_text_keys() -> tuple[str, ...]:
@@ -310,8 +203,6 @@ def parse_override(
     key, raw = item.split("=", 1)
     key = key.strip()
     text = _is_text_key(key, pretrain_text_keys() if text_keys is None else text_keys)
-    from .files import load_yaml_text
-
     try:
         value = load_yaml_text(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
@@ -332,8 +223,6 @@ def load_config(path: str | None = None, overrides: list[str] | None = None, con
     if path:
         if not os.path.isfile(path):
             raise ConfigError(f"config file {path} does not exist")
-        from .files import read_yaml
-
         data = read_yaml(path) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a config is a YAML mapping of sections")
@@ -366,67 +255,13 @@ def config_from_dict(data: dict) -> PretrainConfig:
     return config
 
 
-# ------------------------------------------------------------------------------------------ validation
-
-_CHOICES = {
-    "masking.source": ("teacher", "self"),
-    "masking.scoring": ("candidates", "token-stats"),
-    "masking.rule": ("high", "low", "sample", "mixed"),
-    "masking.teacher_precision": ("bf16", "fp32"),
-    "train.schedule": ("linear", "cosine", "triangle"),
-    "init.kind": ("random", "complete", "partial"),
-    "init.scheme": ("bert", "subln"),
-    "impl.precision": ("auto", "fp32", "bf16", "fp16"),
-    "impl.static_shapes": ("auto", "on", "off"),
-}
-# key -> (low, high, low_open): the accepted range of each number; high None = unbounded
-_RANGES = {
-    "masking.ratio": (0.0, 1.0, True),
-    "masking.mask_prob": (0.0, 1.0, False),
-    "masking.random_prob": (0.0, 1.0, False),
-    "masking.pool": (1.0, 1e6, False),
-    "masking.temperature": (0.0, 1e6, True),
-    "masking.mixed_fraction": (0.0, 1.0, False),
-    "masking.self_warmup": (0.0, 1.0, False),
-    "objective.kd.alpha": (0.0, 1.0, False),
-    "objective.kd.temperature": (0.0, 1e6, True),
-    "train.batch_size": (1, 1e9, False),
-    "train.lr": (0.0, 1e3, True),
-    "train.warmup": (0.0, 1.0, False),
-    "train.weight_decay": (0.0, 1e3, False),
-    "train.eps": (0.0, 1.0, True),
-    "train.grad_clip": (0.0, 1e9, False),
-    "train.eval_blocks": (1, 1e9, False),
-    "train.max_nonfinite": (1, 1e9, False),
-    "init.freeze_fraction": (0.0, 1.0, False),
-    "impl.micro_batch_size": (0, 1e9, False),
-    "impl.log_every": (1, 1e9, False),
-}
-
-
-def _get(config: PretrainConfig, key: str) -> Any:
-    value: Any = config
-    for part in key.split("."):
-        value = getattr(value, part)
-    return value
-
-
 def validate_config(config: PretrainConfig) -> None:
     """Check every setting before anything is loaded or trained, so that a bad value stops the run at once with
-    one message naming it and what is accepted (not after the budget has been spent)."""
-    import math
-
+    one message naming it and what is accepted (not after the budget has been spent): each setting's declared
+    choices and range, then the rules that tie settings together."""
     shapes = str(config.impl.static_shapes).lower()  # YAML reads a bare on / off as true / false
     config.impl.static_shapes = {"true": "on", "false": "off"}.get(shapes, shapes)
-    for key, accepted in _CHOICES.items():
-        if _get(config, key) not in accepted:
-            raise ConfigError(f"{key}={_get(config, key)!r}; accepted: {', '.join(accepted)}")
-    for key, (low, high, low_open) in _RANGES.items():
-        value = _get(config, key)
-        too_low = value <= low if low_open else value < low
-        if not math.isfinite(value) or too_low or value > high:
-            bound = f"> {low}" if low_open else f">= {low}"
-            raise ConfigError(f"{key}={value!r}; accepted: a number {bound} and <= {high:g}")
+    settings.check(config, error=ConfigError)
     if config.masking.mask_prob + config.masking.random_prob > 1.0:
         raise ConfigError("masking.mask_prob + masking.random_prob exceed 1; accepted: a sum of at most 1")
     if not 0.0 <= config.train.betas[0] < 1.0 or not 0.0 <= config.train.betas[1] < 1.0:
@@ -444,3 +279,10 @@ def validate_config(config: PretrainConfig) -> None:
             parse_interval(_get(config, key))
         except ValueError as err:
             raise ConfigError(f"{key}: {err}") from err
+
+
+def _get(config: PretrainConfig, key: str) -> Any:
+    value: Any = config
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
 import torch
+
+from ..settings import setting
 
 
 @dataclass
@@ -113,11 +116,38 @@ def apply_replacement(
     return masked, labels
 
 
+TEACHER_PRECISIONS = ("bf16", "fp32")
+
+
+@dataclass
+class MaskingSettings:
+    """The ``masking`` settings every strategy shares: ``kind`` (a registered strategy); ``ratio``: share of real
+    tokens masked per sequence (a fixed count k = round(ratio x real tokens)); of those, ``mask_prob`` become [MASK],
+    ``random_prob`` a random token, the rest stay unchanged. ``teacher``: masked-LM checkpoint folder or hub name of
+    a strategy that scores with a teacher, and the default distillation teacher; ``teacher_precision`` of its
+    forwards; ``trust_remote_code``: let a teacher (masking or distillation) that ships its own Python code run it.
+    A strategy's own settings are its ``Settings`` dataclass, added to this section when it registers."""
+
+    kind: str = setting("random", choices=lambda: MASKING_KINDS)
+    ratio: float = setting(0.15, low=0.0, high=1.0, low_open=True)
+    mask_prob: float = setting(0.8, low=0.0, high=1.0)
+    random_prob: float = setting(0.1, low=0.0, high=1.0)
+    teacher: str = setting("", text=True)
+    teacher_precision: str = setting("bf16", choices=TEACHER_PRECISIONS)
+    trust_remote_code: bool = setting(False)
+
+
 class MaskingStrategy:
     """Turns a batch into a ``MaskedBatch``. ``model`` and ``progress`` (share of the budget spent) are there for
-    strategies that score tokens with a model; ``observe`` receives the training forward's outputs."""
+    strategies that score tokens with a model; ``observe`` receives the training forward's outputs. ``Settings``: a
+    dataclass of the strategy's own ``masking.*`` settings, declared with ``hbert.settings.setting`` (default,
+    choices, range); they are read, type-checked and range-checked with every other setting."""
 
     name = "base"
+
+    @dataclass
+    class Settings:
+        pass
 
     def __init__(self, ids: SpecialIds, ratio: float = 0.15, mask_prob: float = 0.8, random_prob: float = 0.1):
         if not 0 < ratio < 1:
@@ -185,17 +215,48 @@ MASKING_KINDS: dict[str, type[MaskingStrategy]] = {}  # masking.kind -> strategy
 
 
 def register_masking(kind: str):
-    """Class decorator: make a strategy available as ``masking.kind=KIND``. The class builds itself from the
-    ``masking`` config section with ``from_config``; nothing else in hbert names it."""
+    """Class decorator: make a strategy available as ``masking.kind=KIND``, with its ``Settings`` as ``masking.*``
+    keys. The class builds itself from the ``masking`` config section with ``from_config``; nothing else in hbert
+    names it."""
 
     def register(cls: type[MaskingStrategy]) -> type[MaskingStrategy]:
         if kind in MASKING_KINDS and MASKING_KINDS[kind] is not cls:
             raise ValueError(f"masking kind {kind!r} is already registered ({MASKING_KINDS[kind].__name__})")
+        owners = {f.name: "every strategy" for f in dataclasses.fields(MaskingSettings)}
+        for other, registered in MASKING_KINDS.items():
+            owners.update({f.name: other for f in dataclasses.fields(registered.Settings) if other != kind})
+        clash = [f"{f.name} ({owners[f.name]})" for f in dataclasses.fields(cls.Settings) if f.name in owners]
+        if clash:
+            raise ValueError(f"masking kind {kind!r}: setting(s) {', '.join(clash)} exist already; choose other names")
         cls.name = kind
         MASKING_KINDS[kind] = cls
         return cls
 
     return register
+
+
+_SECTIONS: dict[tuple, type] = {}
+
+
+def masking_section_class() -> type[MaskingSettings]:
+    """The ``masking`` section as it stands: the shared settings, then each registered strategy's own, in the order
+    of registration (a strategy registered later, e.g. from a user's module, is part of the next config made)."""
+    owners = tuple((kind, cls.Settings) for kind, cls in MASKING_KINDS.items())
+    if owners not in _SECTIONS:
+        extra = [
+            (f.name, f.type, dataclasses.field(default=f.default, default_factory=f.default_factory, metadata=f.metadata))
+            for _, settings in owners
+            for f in dataclasses.fields(settings)
+        ]
+        section = dataclasses.make_dataclass("MaskingConfig", extra, bases=(MaskingSettings,))
+        section.__module__ = __name__
+        _SECTIONS[owners] = section
+    return _SECTIONS[owners]
+
+
+def masking_settings(**values) -> MaskingSettings:
+    """A ``masking`` section with the given values (unchecked: ``hbert.config.validate_config`` checks a run's)."""
+    return masking_section_class()(**values)
 
 
 def masking_class(kind: str) -> type[MaskingStrategy]:

@@ -17,10 +17,13 @@ random). k is fixed per sequence, as for random masking.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..objectives import entropy
 from ..runtime import Timer
+from ..settings import setting
 from .base import (
     MaskedBatch,
     MaskingStrategy,
@@ -41,6 +44,18 @@ SCORINGS = ("candidates", "token-stats")
 
 @register_masking("entropy")
 class EntropyMasking(MaskingStrategy):
+    @dataclass
+    class Settings:
+        """``masking.*`` settings of entropy masking (see the module's docstring)."""
+
+        source: str = setting("teacher", choices=SOURCES)
+        scoring: str = setting("candidates", choices=SCORINGS)
+        rule: str = setting("high", choices=RULES)
+        pool: float = setting(2.0, low=1.0, high=1e6)  # candidates: a pool of pool x k positions per sequence
+        temperature: float = setting(1.0, low=0.0, high=1e6, low_open=True)  # sample: P ~ exp(H / temperature)
+        mixed_fraction: float = setting(0.5, low=0.0, high=1.0)  # mixed: share of the k masks chosen by entropy
+        self_warmup: float = setting(0.1, low=0.0, high=1.0)  # source=self: random masking for this budget share
+
     def __init__(
         self,
         ids: SpecialIds,
