@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 import hbert
 from hbert.data.corpus import Corpus
+from hbert.files import read_yaml
 from hbert.masking import MASKING_KINDS, MaskedBatch, MaskingStrategy, RandomMasking, register_masking
 from hbert.masking.base import SpecialIds, top_k_positions
 from hbert.masking.teacher import load_teacher, sparse_logits
@@ -195,9 +196,11 @@ def test_the_readme_masking_strategy_example_runs_as_written(corpus, tmp_path):
     try:
         exec(compile(_readme_block("masking strategy"), "docs/extending.md", "exec"), namespace)
         exec(compile(_readme_block("masking strategy test"), "docs/extending.md", "exec"), namespace)
-        namespace["test_span_masks_one_contiguous_run"]()
-        summary = pretrain(tiny_config(corpus, tmp_path / "run", "budget=2-steps", "masking=span"))
+        namespace["test_span_masks_contiguous_runs"]()
+        namespace["test_span_settings_are_checked"]()
+        summary = pretrain(tiny_config(corpus, tmp_path / "run", "budget=2-steps", "masking=span", "masking.spans=2"))
         assert summary["masking"] == "span" and summary["steps"] == 2
+        assert read_yaml(tmp_path / "run" / "config.yaml")["masking"]["spans"] == 2  # recorded with the run
     finally:
         MASKING_KINDS.pop("span", None)
 

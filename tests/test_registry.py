@@ -3,16 +3,20 @@ here as written, so the documentation is code that works."""
 
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
-from hbert import HBertConfig
+from hbert import HBertConfig, HBertForMaskedLM
+from hbert.config import ConfigError, load_config, validate_config
 from hbert.data import tasks as task_table
 from hbert.modeling import attention_hbert
 from hbert.modeling.attention_hbert import ATTENTION_KINDS, AttentionKind, attention_kind, register_attention_kind
 from hbert.modeling.info import flops_per_token, parameter_breakdown
+from hbert.settings import setting
 from hbert.training.init import freeze_groups, frozen_parameters, subln_scale
 
 from .conftest import padded_batch, tiny_config
@@ -155,3 +159,43 @@ def test_task_example_joins_the_offline_suite(tmp_path, monkeypatch):
         "vader-amazon",
         "vader-nyt",
     )
+
+
+def test_an_attention_kind_declares_its_own_settings():
+    """A kind's own settings (its ``settings`` dataclass) become model fields: typed, range-checked and read by the
+    layer, without an edit anywhere else."""
+
+    @dataclass
+    class EchoSettings:
+        echo_scale: float = setting(1.0, low=0.0, high=10.0)
+
+    class Echo(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.scale = config.echo_scale
+            self.value = nn.Linear(config.hidden_size, config.hidden_size)
+
+        def forward(self, x, key_mask, output_attentions=False):
+            return self.value(x) * self.scale, None
+
+    kind = AttentionKind("echo", "E", Echo, lambda H, N, T: (H * H, 0), lambda m: [m.value.weight], EchoSettings)
+    register_attention_kind(kind)
+    try:
+        shape = ["model.hidden_size=32", "model.num_hidden_layers=2", "model.num_attention_heads=2",
+                 "model.intermediate_size=64", "model.layer_types=SE"]  # fmt: skip
+        config = load_config(overrides=[*shape, "model.echo_scale=2.5"])
+        validate_config(config)
+        model = HBertForMaskedLM(HBertConfig.from_preset("bert", **config.model.fields))
+        assert model.hbert.encoder.layers[1].attention.inner.scale == 2.5
+        assert HBertConfig.from_preset("bert", layer_types="SE", num_hidden_layers=2).echo_scale == 1.0  # default
+        assert not hasattr(HBertConfig.from_preset("bert", num_hidden_layers=2), "echo_scale")  # not in use
+        with pytest.raises(ConfigError, match=r"model\.echo_scale=20\.0; accepted: a number >= 0 and <= 10$"):
+            validate_config(load_config(overrides=[*shape, "model.echo_scale=20"]))
+        with pytest.raises(ConfigError, match=r"model\.echo_scale: expected a number, got 'loud'"):
+            validate_config(load_config(overrides=[*shape, "model.echo_scale=loud"]))
+        with pytest.raises(ConfigError, match="did you mean 'model.echo_scale'"):
+            load_config(overrides=["model.echo_scal=2"])
+        with pytest.raises(ValueError, match="echo_scale exist already"):
+            register_attention_kind(AttentionKind("echo2", "F", Echo, kind.macs, kind.subln_scaled, EchoSettings))
+    finally:
+        ATTENTION_KINDS.pop("echo")

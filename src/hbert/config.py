@@ -262,6 +262,7 @@ def validate_config(config: PretrainConfig) -> None:
     shapes = str(config.impl.static_shapes).lower()  # YAML reads a bare on / off as true / false
     config.impl.static_shapes = {"true": "on", "false": "off"}.get(shapes, shapes)
     settings.check(config, error=ConfigError)
+    _check_kind_settings(config.model)
     if config.masking.mask_prob + config.masking.random_prob > 1.0:
         raise ConfigError("masking.mask_prob + masking.random_prob exceed 1; accepted: a sum of at most 1")
     if not 0.0 <= config.train.betas[0] < 1.0 or not 0.0 <= config.train.betas[1] < 1.0:
@@ -279,6 +280,20 @@ def validate_config(config: PretrainConfig) -> None:
             parse_interval(_get(config, key))
         except ValueError as err:
             raise ConfigError(f"{key}: {err}") from err
+
+
+def _check_kind_settings(model: ModelConfig) -> None:
+    """``model.NAME`` settings that an attention kind declares: typed and checked here, like every other setting
+    (the rest of the model's fields are checked by ``HBertConfig``)."""
+    from .modeling.attention_hbert import kind_settings  # transformers loads only when a run is checked
+
+    declared = kind_settings()
+    for name, value in model.fields.items():
+        if name in declared:
+            f = declared[name]
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            model.fields[name] = settings.coerce(value, default, f"model.{name}", ConfigError)
+            settings.check_value(f, model.fields[name], f"model.{name}", ConfigError)
 
 
 def _get(config: PretrainConfig, key: str) -> Any:

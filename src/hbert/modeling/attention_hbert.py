@@ -13,7 +13,8 @@ registered outside this file works in-process but is not part of an exported che
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -164,6 +165,10 @@ class AttentionKind:
         output projection is counted by ``hbert info``); MACs whose count grows with T go in mixing.
     subln_scaled: the module's weights (views) that Magneto's Sub-LN initialisation multiplies by
         sqrt(log 2L): its value projection, where it has one.
+    settings: the kind's own model settings, if it has any: a dataclass whose fields (declared with
+        ``hbert.settings.setting``: default, choices, range) become fields of every ``HBertConfig`` that uses the
+        kind (``model.NAME=...`` in a run, read by ``layer(config)`` as ``config.NAME``), checked with the run's
+        other settings.
     """
 
     name: str
@@ -171,6 +176,7 @@ class AttentionKind:
     layer: type[nn.Module]
     macs: Macs
     subln_scaled: Callable[[nn.Module], list[torch.Tensor]]
+    settings: type | None = None
 
 
 ATTENTION_KINDS: dict[str, AttentionKind] = {}
@@ -190,8 +196,23 @@ def register_attention_kind(kind: AttentionKind) -> AttentionKind:
     for field in ("macs", "subln_scaled"):
         if not callable(getattr(kind, field)):
             raise ValueError(f"attention kind {kind.name!r}: {field} must be a function")
+    if kind.settings is not None and not dataclasses.is_dataclass(kind.settings):
+        raise ValueError(f"attention kind {kind.name!r}: settings must be a dataclass, got {kind.settings!r}")
+    clash = sorted(set(_own_fields(kind)) & set(kind_settings()))
+    if clash:
+        raise ValueError(f"attention kind {kind.name!r}: setting(s) {', '.join(clash)} exist already")
     ATTENTION_KINDS[kind.name] = kind
     return kind
+
+
+def _own_fields(kind: AttentionKind) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(kind.settings)} if kind.settings is not None else {}
+
+
+def kind_settings(kinds: Iterable[str] | None = None) -> dict[str, dataclasses.Field]:
+    """The model settings the registered kinds declare (those of ``kinds`` only, when given), by name."""
+    chosen = ATTENTION_KINDS.values() if kinds is None else [ATTENTION_KINDS[k] for k in dict.fromkeys(kinds)]
+    return {name: f for kind in chosen for name, f in _own_fields(kind).items()}
 
 
 def _options() -> str:
@@ -250,5 +271,6 @@ __all__ = [
     "SoftmaxAttention",
     "attention_kind",
     "build_attention",
+    "kind_settings",
     "register_attention_kind",
 ]

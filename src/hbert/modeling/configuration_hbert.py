@@ -7,12 +7,13 @@ which ``layer_types`` is checked against).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from transformers import PretrainedConfig
 
-from .attention_hbert import ATTENTION_KINDS, attention_kind
+from .attention_hbert import ATTENTION_KINDS, attention_kind, kind_settings
 
 LAYER_KINDS = ATTENTION_KINDS.keys()  # a live view: a kind registered later is accepted too
 NORM_SCHEMES = ("post", "pre", "subln")
@@ -197,6 +198,9 @@ class HBertConfig(PretrainedConfig):
             )
         kwargs.setdefault("auto_map", dict(_AUTO_MAP))
         super().__post_init__(**kwargs)
+        for name, f in kind_settings(self.layer_types).items():  # the settings of the kinds in use, at their defaults
+            if not hasattr(self, name):
+                setattr(self, name, f.default_factory() if f.default is dataclasses.MISSING else f.default)
 
     def to_dict(self) -> dict[str, Any]:
         """Serialised with the layer kinds under ``attention_kinds``: transformers' generic config code (used,
@@ -229,13 +233,10 @@ class HBertConfig(PretrainedConfig):
 
     @classmethod
     def field_names(cls) -> list[str]:
-        """Names of the architecture fields a user may set (the documented ones above)."""
-        return [name for name in cls.__annotations__ if not name.startswith("_") and name not in ("model_type",)] + [
-            "num_labels",
-            "problem_type",
-            "id2label",
-            "label2id",
-        ]
+        """Names of the architecture fields a user may set (the documented ones above, and the settings of every
+        registered attention kind)."""
+        own = [name for name in cls.__annotations__ if not name.startswith("_") and name not in ("model_type",)]
+        return [*own, "num_labels", "problem_type", "id2label", "label2id", *kind_settings()]
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> HBertConfig:
