@@ -39,9 +39,8 @@ ARMS = {
 
 def build(arm: dict, corpus: str):
     from hbert import HBertConfig, HBertForMaskedLM
-    from hbert.masking.base import masking_settings
     from hbert.data.corpus import Corpus
-    from hbert.masking.base import SpecialIds, build_masking
+    from hbert.masking.base import SpecialIds, build_masking, masking_settings
 
     c = Corpus(corpus)
     tok = c.tokenizer()

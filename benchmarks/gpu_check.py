@@ -610,8 +610,7 @@ def check_long_forward(ctx: Context, report: Report) -> None:
 
 def check_masking_cost(ctx: Context, report: Report) -> None:
     """One training step (masking + forward + backward + AdamW, eager, bf16) with each masking strategy."""
-    from hbert.masking.base import masking_settings
-    from hbert.masking.base import SpecialIds, build_masking
+    from hbert.masking.base import SpecialIds, build_masking, masking_settings
 
     vocab = ctx.shape["vocab_size"]
     ids = SpecialIds(mask_id=4, special=(0, 1, 2, 3, 4), vocab_size=vocab, random_low=5)

@@ -977,8 +977,16 @@ OWN_CASES = [
         lambda w, d: ft(w, w["ckpt"], "--save", str(w["ckpt"] / "classifier")),
         r"would overwrite the checkpoint being fine-tuned",
     ),
-    Case("finetune-fractional-batch", lambda w, d: ft(w, w["ckpt"], "batch_size=2.5"), r"batch_size: expected an integer, got 2\.5"),
-    Case("finetune-patience-true", lambda w, d: ft(w, w["ckpt"], "patience=true"), r"patience: expected an integer, got True"),
+    Case(
+        "finetune-fractional-batch",
+        lambda w, d: ft(w, w["ckpt"], "batch_size=2.5"),
+        r"batch_size: expected an integer, got 2\.5",
+    ),
+    Case(
+        "finetune-patience-true",
+        lambda w, d: ft(w, w["ckpt"], "patience=true"),
+        r"patience: expected an integer, got True",
+    ),
     Case("finetune-infinite-lr", lambda w, d: ft(w, w["ckpt"], "lr=.inf"), r"lr=inf; accepted"),
     Case("finetune-fp16", lambda w, d: ft(w, w["ckpt"], "precision=fp16"), r"precision='fp16'; accepted: fp32, bf16"),
     Case("finetune-floors-some", lambda w, d: ft(w, w["ckpt"], "floors=some"), r"floors='some'; accepted"),

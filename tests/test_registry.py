@@ -193,7 +193,7 @@ def test_an_attention_kind_declares_its_own_settings():
             validate_config(load_config(overrides=[*shape, "model.echo_scale=20"]))
         with pytest.raises(ConfigError, match=r"model\.echo_scale: expected a number, got 'loud'"):
             validate_config(load_config(overrides=[*shape, "model.echo_scale=loud"]))
-        with pytest.raises(ConfigError, match="did you mean 'model.echo_scale'"):
+        with pytest.raises(ConfigError, match=r"did you mean 'model\.echo_scale'"):
             load_config(overrides=["model.echo_scal=2"])
         with pytest.raises(ValueError, match="echo_scale exist already"):
             register_attention_kind(AttentionKind("echo2", "F", Echo, kind.macs, kind.subln_scaled, EchoSettings))

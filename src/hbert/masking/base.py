@@ -244,7 +244,11 @@ def masking_section_class() -> type[MaskingSettings]:
     owners = tuple((kind, cls.Settings) for kind, cls in MASKING_KINDS.items())
     if owners not in _SECTIONS:
         extra = [
-            (f.name, f.type, dataclasses.field(default=f.default, default_factory=f.default_factory, metadata=f.metadata))
+            (
+                f.name,
+                f.type,
+                dataclasses.field(default=f.default, default_factory=f.default_factory, metadata=f.metadata),
+            )
             for _, settings in owners
             for f in dataclasses.fields(settings)
         ]
