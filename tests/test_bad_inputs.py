@@ -557,7 +557,7 @@ CASES = [
     Case(
         "finetune-epochs-0",
         lambda w, d: ["finetune", str(w["ckpt"]), "rt-polarity", "epochs=0"],
-        rf"epochs=0; {A}: >= 1",
+        rf"epochs=0; {A}: a whole number >= 1",
     ),
     Case("finetune-negative-lr", lambda w, d: ["finetune", str(w["ckpt"]), "rt-polarity", "lr=-1"], rf"lr=-1.0; {A}"),
     Case(
