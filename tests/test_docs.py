@@ -243,7 +243,7 @@ def _commands(code: str) -> list[list[str]]:
 def _check_hbert(argv: list[str], where: str) -> None:
     from hbert.cli import _parse
     from hbert.config import load_config
-    from hbert.experiments.runner import Recipe
+    from hbert.experiments.recipe import Recipe
 
     argv = [a for a in argv if a != "..."]  # "..." stands for the rest of a command shown above it
     try:

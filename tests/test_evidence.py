@@ -14,7 +14,9 @@ from transformers import BertTokenizer
 
 from hbert import HBertConfig, HBertForMaskedLM
 from hbert.cli import main
-from hbert.experiments.runner import Recipe, run_recipe, verdict_lines
+from hbert.experiments.recipe import Recipe
+from hbert.experiments.report import verdict_lines
+from hbert.experiments.runner import run_recipe
 from hbert.finetune import make_config
 from hbert.finetune.floors import bag_of_words_floor, majority_floor, random_init_twin
 from hbert.finetune.metrics import EXCEEDS, NOT_CALLED, WITHIN, spread_verdict
@@ -219,7 +221,7 @@ def test_eval_reports_floors_twin_spread_and_verdict(checkpoint, tmp_path, capsy
 
 
 def test_report_table_shows_the_held_out_loss_beside_the_accuracy():
-    from hbert.experiments.runner import _main_table
+    from hbert.experiments.report import _main_table
 
     recipe = Recipe(name="r", base="b", budget="1m", arms={"a": [], "old": []}, seeds=[0, 1], suite=[], inference=False)
     row = {"parameters": 10, "tokens": 100, "steps": 1, "cpu_share": 1.0}

@@ -257,7 +257,7 @@ def test_references_per_arm_seeds_and_inference_lengths(setup):
     ],
 )
 def test_bad_references_lengths_and_arm_seeds_are_refused_before_training(setup, change, expected):
-    from hbert.experiments.runner import validate
+    from hbert.experiments.recipe import validate
 
     root, corpus, base, spec = setup
     path = _recipe(root, corpus, base, spec, name="bad-refs")

@@ -267,7 +267,7 @@ def test_eval_cli_writes_json_and_markdown(tmp_path, hbert_ckpt, capsys):
 
 
 def test_suite_glue_score_uses_mnli_matched_and_mismatched(monkeypatch):
-    from hbert.finetune import trainer
+    from hbert.finetune import suite
 
     def fake_finetune(checkpoint, task, config, save=None):
         score = {"cola": 40.0, "mnli": 70.0, "wnli": 50.0}[task] + config.seed
@@ -276,8 +276,8 @@ def test_suite_glue_score_uses_mnli_matched_and_mismatched(monkeypatch):
             out["validation_mismatched"] = {"score": score + 2}
         return out
 
-    monkeypatch.setattr(trainer, "finetune", fake_finetune)
-    result = trainer.evaluate_suite("ckpt", ["cola", "mnli", "wnli"], 3, make_config({"floors": "none"}))
+    monkeypatch.setattr(suite, "finetune", fake_finetune)
+    result = suite.evaluate_suite("ckpt", ["cola", "mnli", "wnli"], 3, make_config({"floors": "none"}))
     assert result["tasks"]["cola"]["validation"] == {"median": 41.0, "min": 40.0, "max": 42.0,
                                                      "scores": [40.0, 41.0, 42.0]}  # fmt: skip
     assert result["glue"]["glue"] == pytest.approx((41 + (71 + 73) / 2 + 51) / 3)

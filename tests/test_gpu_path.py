@@ -363,12 +363,13 @@ def test_an_unreachable_hub_teacher_stops_a_recipe_before_anything_trains(corpus
 
 def test_a_recipes_teacher_is_overridden_by_a_local_folder_in_one_place(corpus, teacher, tmp_path):
     recipe = Recipe.load(_teacher_recipe(tmp_path, "bert-base-uncased"), [f"reference={teacher}"])
-    from hbert.experiments.runner import arm_overrides, check_teachers, validate
+    from hbert.experiments.recipe import check_teachers, validate
+    from hbert.experiments.runner import arm_overrides
 
-    validate(recipe)
+    arms = validate(recipe)
     check_teachers(recipe)  # the local teacher loads: no hub needed
     for arm in ("teacher-high", "kd"):
-        items = arm_overrides(recipe, arm, 0, corpus, {})
+        items = arm_overrides(recipe, arms[arm], 0, corpus, {})
         assert any(item.endswith(f"={teacher}") for item in items)
         assert not any("bert-base-uncased" in item for item in items)
 

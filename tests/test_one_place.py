@@ -6,7 +6,7 @@ from transformers import BertConfig, BertForMaskedLM
 
 from hbert.cli import UsageError, parse_overrides
 from hbert.config import ConfigError, parse_override
-from hbert.experiments.runner import RecipeError
+from hbert.experiments.recipe import RecipeError
 from hbert.files import atomic_dir, remove_stale_temps, write_atomic
 from hbert.modeling import HBertForMaskedLM
 from hbert.modeling.convert import hbert_config_of, load_hbert_or_bert

@@ -289,7 +289,7 @@ def _floor_lines(result: dict) -> list[str]:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .data.tasks import suites
     from .finetune import evaluate_suite, make_config
-    from .finetune.trainer import suite_markdown
+    from .finetune.suite import suite_markdown
 
     overrides = _finetune_overrides(args.overrides)
     out = overrides.pop("out", None)

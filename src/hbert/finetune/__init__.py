@@ -2,7 +2,8 @@
 
 from .metrics import MetricError, compute_metrics, glue_score, task_score
 from .settings import PROTOCOLS, FinetuneConfig, FinetuneError, make_config
-from .trainer import SUITES, evaluate_suite, finetune
+from .suite import SUITES, evaluate_suite
+from .trainer import finetune
 
 __all__ = [
     "PROTOCOLS",

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._optional import require
-from ..data.tasks import TaskSpec, get_task, load_task, suites
+from ..data.tasks import TaskSpec, get_task
 from ..data.tokenizer import save_with_model
 from ..files import atomic_dir, strict_json
 from ..runtime import allow_tf32, autocast, resolve_device
@@ -31,7 +31,7 @@ from ..training.budget import step_lr_multiplier
 from ..training.optim import adamw, set_lr
 from .floors import below_majority, random_init_twin
 from .kinds import Encoded, kind_of, task_splits
-from .metrics import glue_score, spread, spread_verdict, task_score
+from .metrics import task_score
 from .settings import FinetuneConfig, FinetuneError
 
 # ------------------------------------------------------------------------------------------ model and data
@@ -293,82 +293,3 @@ def floors_for(checkpoint: str, spec: TaskSpec, config: FinetuneConfig) -> dict:
     if config.floors == "all":
         out["random_init"] = random_init_score(checkpoint, spec, config)
     return out
-
-
-# ------------------------------------------------------------------------------------------ suites
-
-SUITES = suites()  # derived from the task tables of data/tasks.py
-
-
-def evaluate_suite(checkpoint: str, tasks: list[str], seeds: int, config: FinetuneConfig) -> dict:
-    """Fine-tune on every task with ``seeds`` seeds: per-task median and spread (min-max) of the score, the floors
-    (majority class, bag-of-words, and the random-init twin fine-tuned with the same seeds), the gain over the twin
-    with a verdict from the seed spread, and, for GLUE tasks, the GLUE score with and without WNLI."""
-    for task in tasks:  # every task known and every local task's files readable before the first one trains
-        spec = get_task(task) if isinstance(task, str) else task
-        if spec.loader == "local":
-            load_task(spec)
-    per_task: dict[str, dict] = {}
-    for task in tasks:
-        configs = [dataclasses.replace(config, seed=config.seed + s, floors="none") for s in range(seeds)]
-        runs = [finetune(checkpoint, task, c) for c in configs]
-        entries = {"validation": [r["validation"]["score"] for r in runs]}
-        if "validation_mismatched" in runs[0]:
-            entries["validation_mismatched"] = [r["validation_mismatched"]["score"] for r in runs]
-        per_task[task] = {role: spread(v) for role, v in entries.items()}
-        per_task[task]["metrics"] = [r["validation"] for r in runs]
-        if config.floors != "none":
-            floors = {k: v["score"] for k, v in cheap_floors(task, config.max_train_examples,
-                                                             config.max_eval_examples).items()}  # fmt: skip
-            median = per_task[task]["validation"]["median"]
-            per_task[task]["below_majority"] = median <= floors["majority"]
-            if config.floors == "all":
-                twin = [random_init_score(checkpoint, task, c)["score"] for c in configs]
-                floors["random_init"] = spread(twin)
-                per_task[task]["gain_over_random_init"] = median - floors["random_init"]["median"]
-                per_task[task]["verdict"] = spread_verdict(entries["validation"], twin)
-            per_task[task]["floors"] = floors
-    result = {"checkpoint": checkpoint, "seeds": seeds, "protocol": config.protocol, "floors": config.floors,
-              "tasks": per_task}  # fmt: skip
-    glue = {}
-    for task, entry in per_task.items():
-        if task in SUITES["glue"]:
-            if task == "mnli":
-                glue["mnli-m"] = entry["validation"]["median"]
-                if "validation_mismatched" in entry:
-                    glue["mnli-mm"] = entry["validation_mismatched"]["median"]
-            else:
-                glue[task] = entry["validation"]["median"]
-    if glue:
-        result["glue"] = glue_score(glue)
-    return result
-
-
-def suite_markdown(result: dict) -> str:
-    lines = [f"Checkpoint `{result['checkpoint']}`, protocol `{result['protocol']}`, {result['seeds']} seed(s): "
-             "validation score (0-100), median and min-max, beside its floors: the majority class, a bag-of-words "
-             "model (TF-IDF + logistic / ridge regression) and the random-init twin (same shape, random weights, "
-             "same fine-tuning and seeds). ⚠ marks a score that does not clear the majority floor.", "",
-             "| task | median | min | max | majority | bag-of-words | random-init | gain | verdict |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
-    for task, entry in result["tasks"].items():
-        floors = entry.get("floors", {})
-        twin = floors.get("random_init")
-        for role in ("validation", "validation_mismatched"):
-            if role not in entry:
-                continue
-            name = task if role == "validation" else f"{task} (mismatched)"
-            e = entry[role]
-            flag = " ⚠" if role == "validation" and entry.get("below_majority") else ""
-            cells = [name, f"{e['median']:.1f}{flag}", f"{e['min']:.1f}", f"{e['max']:.1f}"]
-            if role == "validation" and floors:
-                cells += [f"{floors['majority']:.1f}", f"{floors['bag_of_words']:.1f}",
-                          f"{twin['median']:.1f} [{twin['min']:.1f}, {twin['max']:.1f}]" if twin else "-",
-                          f"{entry['gain_over_random_init']:+.1f}" if twin else "-", entry.get("verdict", "-")]  # fmt: skip
-            else:
-                cells += ["-"] * 5
-            lines.append("| " + " | ".join(cells) + " |")
-    if "glue" in result:
-        g = result["glue"]
-        lines += ["", f"GLUE score: {g['glue']:.1f} ({g['tasks']} tasks); without WNLI: {g['glue_without_wnli']:.1f}"]
-    return "\n".join(lines) + "\n"
