@@ -1023,7 +1023,11 @@ OWN_CASES = [
         r"1 of the model's \d+ weights are not in the checkpoint",
     ),
     # ---- recipes
-    Case("recipe-fractional-finetune-seeds", lambda w, d: cmp_(d, "arms: {a: []}\nfinetune_seeds: 2.5\n"), r"whole"),
+    Case(
+        "recipe-fractional-finetune-seeds",
+        lambda w, d: cmp_(d, "arms: {a: []}\nfinetune_seeds: 2.5\n"),
+        r"finetune_seeds: expected an integer",
+    ),
     Case("recipe-eval-points-words", lambda w, d: cmp_(d, "arms: {a: []}\neval_points: many\n"), r"eval_points"),
     Case(
         "recipe-suite-twice",
@@ -1032,9 +1036,19 @@ OWN_CASES = [
     ),
     Case("recipe-unknown-corpus-key", lambda w, d: cmp_(d, "arms: {a: []}\ncorpus: {seqlen: 64}\n"), r"seqlen"),
     Case("recipe-corpus-seq-len-4", lambda w, d: cmp_(d, "arms: {a: []}\ncorpus: {seq_len: 4}\n"), r"too short"),
-    Case("recipe-floors-maybe", lambda w, d: cmp_(d, "arms: {a: []}\nfloors: maybe\n"), r"floors='maybe'"),
-    Case("recipe-base-a-list", lambda w, d: cmp_(d, "arms: {a: []}\n", "base=[a, b]"), r"base=\['a', 'b'\]"),
-    Case("recipe-teacher-a-list", lambda w, d: cmp_(d, "arms: {a: []}\nteacher: [x]\n"), r"teacher must be"),
+    Case(
+        "recipe-floors-maybe",
+        lambda w, d: cmp_(d, "arms: {a: []}\nfloors: maybe\n"),
+        r"floors: expected true or false, got 'maybe'",
+    ),
+    Case(
+        "recipe-base-a-list",
+        lambda w, d: cmp_(d, "arms: {a: []}\n", "base=[a, b]"),
+        r"base: expected a text, got \['a', 'b'\]",
+    ),
+    Case(
+        "recipe-teacher-a-list", lambda w, d: cmp_(d, "arms: {a: []}\nteacher: [x]\n"), r"teacher: expected a mapping"
+    ),
     Case(
         "recipe-override-arm-twice",
         lambda w, d: cmp_(d, "arms: {a: []}\n", "arms={a: [], a: []}"),

@@ -251,7 +251,7 @@ def test_references_per_arm_seeds_and_inference_lengths(setup):
     [
         ({"references": {"r": "no/such/folder"}}, "is not a checkpoint folder"),
         ({"references": {"r": "registry:nope"}}, "unknown registry encoder"),
-        ({"references": ["x"]}, "references must map names"),
+        ({"references": ["x"]}, "references: expected a mapping"),
         ({"inference_lengths": [0]}, "inference_lengths=[0]"),
         ({"arms": {"a": ["seeds=[-1]"]}}, "seeds=[-1]"),
     ],

@@ -155,7 +155,7 @@ def coerce(value: Any, current: Any, key: str, error: type[ValueError] = Setting
             raise error(f"{key}: expected a mapping, got {value!r}")
         return dict(value)
     if isinstance(current, str):
-        if isinstance(value, (dict, list)):
+        if isinstance(value, (dict, list, bool)):
             raise error(f"{key}: expected a text, got {value!r}")
         return "" if value is None else str(value)
     return value

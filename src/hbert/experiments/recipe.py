@@ -41,13 +41,15 @@ from typing import Any
 
 import yaml
 
-from ..config import ConfigError, PretrainConfig, load_config, parse_override, text_fields
+from .. import settings
+from ..config import ConfigError, PretrainConfig, load_config, parse_override
 from ..data.corpus import CorpusSettings
 from ..data.tasks import get_task, load_task
 from ..files import read_yaml
 from ..finetune import make_config
 from ..masking.teacher import TeacherError, teacher_config
 from ..pretrained import REGISTRY
+from ..settings import setting, text_fields
 from ..training.budget import Budget
 
 
@@ -57,10 +59,12 @@ class RecipeError(ValueError):
 
 @dataclass
 class Recipe:
-    name: str
-    base: str
-    budget: str
-    arms: dict[str, list[str]]
+    """A recipe's settings, each with its kind, choices and range (``hbert.settings``), read by ``Recipe.load``."""
+
+    name: str = setting("", text=True)
+    base: str = setting("", text=True)
+    budget: str = setting("", text=True)
+    arms: dict[str, list[str]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
     corpus: dict = field(default_factory=dict)
     corpus_path: str = ""
@@ -74,12 +78,14 @@ class Recipe:
     # name -> checkpoint folder: models fine-tuned on the suite as they are, beside the arms (a pretrained encoder
     # the arms started from is their ceiling); seeds as the random-init twin's
     references: dict[str, str] = field(default_factory=dict)
-    eval_points: int = 6  # held-out evaluations per run (for the accuracy-against-wall-clock plot); 0 = the base's
-    finetune_seeds: int = 1  # fine-tuning seeds per pretrained model; the random-init twin gets the same seeds
+    # held-out evaluations per run (for the accuracy-against-wall-clock plot); 0 = the base's
+    eval_points: int = setting(6, low=0, high=10_000)
+    # fine-tuning seeds per pretrained model; the random-init twin gets the same seeds
+    finetune_seeds: int = setting(1, low=1, high=10_000)
     # The twin's fine-tuning seeds when they should differ (0: finetune_seeds). One twin serves every pretraining
     # seed of an arm, so a recipe with one fine-tuning per pretrained model gives the twin as many as the arm has
     # pretraining seeds: both sides of the gain then have a spread of the same size.
-    twin_finetune_seeds: int = 0
+    twin_finetune_seeds: int = setting(0, low=0, high=10_000)
     floors: bool = True  # majority, bag-of-words and random-init twin beside every downstream score
     baseline: str = ""  # the arm the others are compared with (default: the first arm)
     out: str = ""
@@ -94,8 +100,8 @@ class Recipe:
         for item in overrides or []:
             key, value = parse_override(item, text_keys=text_fields(cls), error=RecipeError)
             data[key] = value
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(known))
         if unknown:
             raise RecipeError(
                 f"{path}: unknown recipe key(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}"
@@ -103,33 +109,25 @@ class Recipe:
         for key in ("name", "base", "budget", "arms"):
             if key not in data:
                 raise RecipeError(f"{path}: missing {key!r}")
-        data = _typed(cls, path, data)
-        base = data["base"]
-        if not os.path.isabs(base) and not os.path.exists(base):
-            candidate = os.path.join(os.path.dirname(path), "..", base)
-            base = candidate if os.path.exists(candidate) else base
-        data["base"] = base
-        data["arms"] = _arms(path, data["arms"])
-        data["seeds"] = _seeds(path, data.get("seeds", [0]))
-        data["budget"] = str(data["budget"])
-        recipe = cls(**data)
-        if recipe.finetune_seeds < 1:
-            raise RecipeError(f"{path}: finetune_seeds={recipe.finetune_seeds}; accepted: 1 or more")
-        if recipe.twin_finetune_seeds < 0:
-            raise RecipeError(f"{path}: twin_finetune_seeds={recipe.twin_finetune_seeds}; accepted: 0 (the same as "
-                              "finetune_seeds) or more")  # fmt: skip
+        plain = {k: v for k, v in data.items() if k not in ("arms", "seeds")}
+        try:
+            recipe = settings.load(cls, plain, RecipeError)
+        except RecipeError as err:
+            raise RecipeError(f"{path}: {err}") from None
+        recipe.arms = _arms(path, data["arms"])
+        recipe.seeds = _seeds(path, data.get("seeds", [0]))
+        recipe.suite = _task_names(path, "suite", data.get("suite", []))
+        if not os.path.isabs(recipe.base) and not os.path.exists(recipe.base):
+            candidate = os.path.join(os.path.dirname(path), "..", recipe.base)
+            recipe.base = candidate if os.path.exists(candidate) else recipe.base
         if recipe.baseline and recipe.baseline not in recipe.arms:
             raise RecipeError(f"{path}: baseline {recipe.baseline!r} is not an arm (arms: {', '.join(recipe.arms)})")
         if recipe.teacher:
             recipe.pretrained = {"teacher": recipe.teacher, **recipe.pretrained}
-        if not isinstance(recipe.references, dict) or not all(isinstance(v, str) for v in recipe.references.values()):
+        if not all(isinstance(v, str) for v in recipe.references.values()):
             raise RecipeError(f"{path}: references must map names to checkpoint folders, e.g. {{minilm: runs/minilm}}")
         lengths = recipe.inference_lengths
-        if (
-            not isinstance(lengths, list)
-            or not lengths
-            or not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 8192 for x in lengths)
-        ):
+        if not lengths or not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 8192 for x in lengths):
             raise RecipeError(f"{path}: inference_lengths={lengths!r}; accepted: a list of sequence lengths from 1 to "
                               "8192, e.g. [128, 512]")  # fmt: skip
         named = [("name", recipe.name), *(("pretrained model", n) for n in recipe.pretrained),
@@ -146,38 +144,15 @@ class Recipe:
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-def _typed(cls, path: str, data: dict) -> dict:
-    """Every recipe value of the kind its key takes, checked before anything runs: a whole number where one is
-    counted (``finetune_seeds: 2.5`` is refused, not rounded), a mapping, a list of task names without repeats."""
-    out = dict(data)
-    for f in cls.__dataclass_fields__.values():
-        if f.name not in data or f.name in ("arms", "seeds"):
-            continue
-        value, kind = data[f.name], str(f.type)
-        if kind == "str":
-            if isinstance(value, (dict, list, bool)):
-                raise RecipeError(f"{path}: {f.name}={value!r}; accepted: a text")
-            out[f.name] = "" if value is None else str(value)
-        elif kind == "int":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise RecipeError(f"{path}: {f.name}={value!r}; accepted: a whole number")
-        elif kind == "bool":
-            if not isinstance(value, bool):
-                raise RecipeError(f"{path}: {f.name}={value!r}; accepted: true or false")
-        elif kind == "dict":
-            if value is None:
-                out[f.name] = {}
-            elif not isinstance(value, dict):
-                raise RecipeError(f"{path}: {f.name} must be a mapping, got {value!r}")
-        elif kind == "list[str]":
-            items = [value] if isinstance(value, str) else value
-            if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
-                raise RecipeError(f"{path}: {f.name} must list task names, got {value!r}")
-            repeated = sorted({x for x in items if items.count(x) > 1})
-            if repeated:
-                raise RecipeError(f"{path}: {f.name} lists {', '.join(repeated)} more than once; list each once")
-            out[f.name] = list(items)
-    return out
+def _task_names(path: str, key: str, value) -> list[str]:
+    """A list of task names (one name alone is a list of one), each listed once."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+        raise RecipeError(f"{path}: {key} must list task names, got {value!r}")
+    repeated = sorted({x for x in items if items.count(x) > 1})
+    if repeated:
+        raise RecipeError(f"{path}: {key} lists {', '.join(repeated)} more than once; list each once")
+    return list(items)
 
 
 def _arms(path: str, arms) -> dict[str, list[str]]:
