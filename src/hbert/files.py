@@ -1,10 +1,12 @@
 """Small file-system helpers shared by every writer of hbert: the temp-then-rename write of a file
 (``write_atomic``) or a folder (``atomic_dir``), the cleanup of the temporary files and folders (``.NAME.tmp-PID``)
 that a killed process leaves behind, the exclusive lock of an output folder (``folder_lock``), the check that an
-output is a new or empty folder (``new_folder_problem``), and YAML / JSON readers whose errors name the file."""
+output is a new or empty folder (``new_folder_problem``), YAML / JSON readers whose errors name the file, and the
+checksum of a file (``file_digest``)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -84,6 +86,15 @@ def remove_stale_temps(folder: Path, quiet: bool = False) -> list[Path]:
         names = ", ".join(p.name for p in removed)
         print(f"hbert: removed temporary files left by an interrupted process in {folder}: {names}", file=sys.stderr)
     return removed
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (``algorithm``: a ``hashlib`` name), read in 1 MiB chunks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class FileFormatError(ValueError):

