@@ -63,9 +63,12 @@ def tokenizer_spec(words: list[str], folder: Path) -> str:
 
 
 def vocab_name(spec: str) -> str:
-    from hbert.data.tokenizer import BERT_VOCAB_MD5, md5sum
+    from hbert.data.tokenizer import BERT_VOCAB_MD5
+    from hbert.files import file_digest
 
-    return "bert-base-uncased" if md5sum(spec.removeprefix("vocab:")) == BERT_VOCAB_MD5 else "generated-word"
+    return (
+        "bert-base-uncased" if file_digest(spec.removeprefix("vocab:"), "md5") == BERT_VOCAB_MD5 else "generated-word"
+    )
 
 
 def prepare(corpus: str, tokenizer: str, out: Path, workers: int) -> dict:

@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from hbert import PRESETS, HBertConfig, HBertForMaskedLM  # noqa: E402
 from hbert.modeling.info import flops_per_token  # noqa: E402
-from hbert.training.loop import compile_model as loop_compile  # noqa: E402
+from hbert.training.engine import compile_model as loop_compile  # noqa: E402
 
 BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
         "vocab_size": 30522}  # fmt: skip
@@ -647,10 +647,10 @@ def _engine(ctx: Context, masking_config, base):
     vocabulary) at this run's shape, fused AdamW with the config's settings, compiled, static shapes on a GPU."""
     from hbert.masking.base import SpecialIds, build_masking
     from hbert.masking.teacher import TeacherCache
+    from hbert.optim import adamw
     from hbert.training.distributed import Dist
     from hbert.training.engine import Engine
     from hbert.training.objective import PretrainObjective
-    from hbert.training.optim import adamw
 
     vocab = ctx.shape["vocab_size"]
     padded = -(-vocab // 64) * 64

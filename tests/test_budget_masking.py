@@ -6,7 +6,8 @@ import torch
 
 from hbert.masking import RandomMasking
 from hbert.masking.base import SpecialIds
-from hbert.training.budget import Budget, BudgetError, BudgetState, lr_multiplier, parse_interval
+from hbert.optim import lr_multiplier
+from hbert.training.budget import Budget, BudgetError, BudgetState, parse_interval
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine", "triangle"])

@@ -14,17 +14,17 @@ from safetensors.torch import load_file
 
 import hbert
 from hbert.data.corpus import Corpus
+from hbert.data.sampler import BlockSampler
 from hbert.files import read_yaml
 from hbert.masking import MASKING_KINDS, MaskedBatch, MaskingStrategy, RandomMasking, register_masking
 from hbert.masking.base import SpecialIds, top_k_positions
 from hbert.masking.teacher import load_teacher, sparse_logits
 from hbert.objectives import kd_loss
+from hbert.optim import adamw, lr_multiplier, step_lr_multiplier
 from hbert.runtime import DeviceError, resolve_device, resolve_precision
 from hbert.training import pretrain
-from hbert.training.budget import lr_multiplier, step_lr_multiplier
-from hbert.training.loop import BlockSampler, build_model
+from hbert.training.loop import build_model
 from hbert.training.objective import micro_batches
-from hbert.training.optim import adamw
 
 from .training_helpers import make_corpus, tiny_config
 

@@ -12,7 +12,7 @@ from hbert import HBertForMaskedLM
 from hbert.data.tasks import TaskError, read_spec
 from hbert.finetune import finetune, make_config
 from hbert.finetune.metrics import entity_metrics
-from hbert.training.optim import adamw
+from hbert.optim import adamw
 
 from .conftest import tiny_config
 

@@ -16,7 +16,8 @@ from hbert.cli import main
 from hbert.config import ConfigError, load_config
 from hbert.data.corpus import Corpus, CorpusError
 from hbert.masking.base import SpecialIds
-from hbert.training import TrainingError, lr_multiplier, pretrain
+from hbert.optim import lr_multiplier
+from hbert.training import TrainingError, pretrain
 from hbert.training import loop as loop_mod
 
 from .training_helpers import TINY_RUN, make_corpus, tiny_config

@@ -16,8 +16,9 @@ from hbert.data import tasks as task_table
 from hbert.modeling import attention_hbert
 from hbert.modeling.attention_hbert import ATTENTION_KINDS, AttentionKind, attention_kind, register_attention_kind
 from hbert.modeling.info import flops_per_token, parameter_breakdown
+from hbert.modeling.init_schemes import subln_scale
 from hbert.settings import setting
-from hbert.training.init import freeze_groups, frozen_parameters, subln_scale
+from hbert.training.init import freeze_groups, frozen_parameters
 
 from .conftest import padded_batch, tiny_config
 

@@ -1,10 +1,14 @@
 """Small file-system helpers shared by every writer of hbert: the temp-then-rename write of a file
 (``write_atomic``) or a folder (``atomic_dir``), the cleanup of the temporary files and folders (``.NAME.tmp-PID``)
 that a killed process leaves behind, the exclusive lock of an output folder (``folder_lock``), the check that an
-output is a new or empty folder (``new_folder_problem``), and YAML / JSON readers whose errors name the file."""
+output is a new or empty folder (``new_folder_problem``), YAML / JSON readers whose errors name the file, and the
+checksum of a file (``file_digest``)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 import re
 import shutil
@@ -12,6 +16,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import yaml
 
 _TEMP = re.compile(r"^\..+\.tmp-(\d+)$")
 
@@ -86,6 +92,15 @@ def remove_stale_temps(folder: Path, quiet: bool = False) -> list[Path]:
     return removed
 
 
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (``algorithm``: a ``hashlib`` name), read in 1 MiB chunks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 class FileFormatError(ValueError):
     """A YAML / JSON file that cannot be parsed; the message names the file and the place."""
 
@@ -93,7 +108,6 @@ class FileFormatError(ValueError):
 def _unique_key_loader():
     """A YAML SafeLoader that refuses a mapping with the same key twice (YAML would keep the last one silently:
     a recipe listing an arm twice would lose the first)."""
-    import yaml
 
     class UniqueKeyLoader(yaml.SafeLoader):
         def construct_mapping(self, node, deep=False):
@@ -116,15 +130,11 @@ def _unique_key_loader():
 
 def load_yaml_text(text: str):
     """``yaml.safe_load(text)``, refusing a mapping that gives a key twice (as ``read_yaml``)."""
-    import yaml
-
     return yaml.load(text, Loader=_unique_key_loader())  # a SafeLoader subclass: no Python tags
 
 
 def read_yaml(path: str | os.PathLike):
     """The parsed YAML of ``path``; a syntax error or a key given twice names the file and line."""
-    import yaml
-
     try:
         with open(path, encoding="utf-8") as f:
             return yaml.load(f, Loader=_unique_key_loader())  # a SafeLoader subclass: no Python tags
@@ -140,8 +150,6 @@ def read_yaml(path: str | os.PathLike):
 def strict_json(data, **kwargs) -> str:
     """``json.dumps`` that always writes valid JSON: a number that is not finite (a diverged loss, an undefined
     correlation) becomes null instead of the invalid ``NaN`` / ``Infinity``."""
-    import json
-    import math
 
     def clean(x):
         if isinstance(x, float) and not math.isfinite(x):
@@ -157,8 +165,6 @@ def strict_json(data, **kwargs) -> str:
 
 def read_json(path: str | os.PathLike):
     """The parsed JSON of ``path``; a syntax error names the file and line."""
-    import json
-
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
@@ -243,7 +249,7 @@ def folder_lock(folder: str | os.PathLike, option: str | None = "out", wait: boo
     and locks the new one. Missing parent folders are created and, if the block fails while they are still
     empty, removed again. On a system without ``fcntl`` (Windows) no lock is taken."""
     try:
-        import fcntl
+        import fcntl  # not on Windows (the except below)
     except ImportError:  # pragma: no cover - not on Linux or macOS
         yield Path(folder)
         return

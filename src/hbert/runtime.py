@@ -8,6 +8,7 @@ reduced precision, how exactly) it is computed.
 from __future__ import annotations
 
 import contextlib
+import platform
 import time
 
 import torch
@@ -67,6 +68,25 @@ def autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def environment(device: torch.device, precision: str, world_size: int) -> dict:
+    """What a run ran on (versions, platform, device, precision, processes, threads): a run folder's env.json."""
+    import transformers  # only for its version: commands that need torch alone do not pay for loading it
+
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "platform": platform.platform(),
+        "device": str(device),
+        "precision": precision,
+        "world_size": world_size,
+        "threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
 
 
 # ------------------------------------------------------------------------------------------ GPU-friendly pieces

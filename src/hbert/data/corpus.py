@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer
+from tqdm.auto import tqdm
 
-from ..files import atomic_dir, folder_lock, read_json, remove_stale_temps
+from ..files import atomic_dir, file_digest, folder_lock, read_json, remove_stale_temps
+from ..remote import tokenizer_from_pretrained
 from .fetch import FetchError, cache_root
 from .sources import Source, parse_corpus
+from .tokenizer import load_tokenizer, parse_train_size, save_tokenizer, train_wordpiece
 
 PIPELINE_VERSION = 1
 SPLITS = ("train", "heldout")
@@ -176,8 +183,6 @@ class _SourceStats:
 def _progress(iterable, desc: str, enabled: bool):
     if not enabled:
         return iterable
-    from tqdm.auto import tqdm
-
     return tqdm(iterable, desc=desc, unit=" docs", mininterval=1.0, leave=False)
 
 
@@ -239,8 +244,6 @@ _WORKER: _Packer | None = None
 
 
 def _start_worker(tokenizer_file: str, seed: int, fraction: float, banned: set[int]) -> None:
-    from tokenizers import Tokenizer
-
     global _WORKER
     tokenizer = Tokenizer.from_file(tokenizer_file)
     _WORKER = _Packer(
@@ -258,10 +261,6 @@ def _packed_batches(batches: Iterable[list[str]], packer: _Packer, workers: int,
     if workers <= 1 or tokenizer_file is None or not tokenizer_file.exists():
         yield from map(packer, batches)
         return
-    import multiprocessing
-    from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
-
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one thread per worker process
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     args = (str(tokenizer_file), packer.seed, packer.fraction, packer.banned)
@@ -398,8 +397,6 @@ def _is_prepared(out_dir: Path, settings: CorpusSettings) -> bool:
 def _corpus_tokenizer(settings: CorpusSettings, sources: list[Source], banned: set[int], folder: Path):
     """The corpus's tokenizer (a named one, or a WordPiece trained on the train split) saved in ``folder``, and
     the manifest's description of it."""
-    from .tokenizer import load_tokenizer, parse_train_size, save_tokenizer, train_wordpiece
-
     train_size = parse_train_size(settings.tokenizer)
     if train_size is not None:
         throwaway = [_SourceStats(s.name, s.licence, s.description) for s in sources]
@@ -539,8 +536,6 @@ class Corpus:
 
     def tokenizer(self):
         """The corpus's tokenizer; one that ships its own code is refused (hbert never runs it from a corpus)."""
-        from ..remote import tokenizer_from_pretrained
-
         return tokenizer_from_pretrained(self.path / "tokenizer", trust_remote_code=False, option=None)
 
     def verify(self) -> None:
@@ -548,7 +543,7 @@ class Corpus:
         for split in SPLITS:
             info = self.manifest["splits"][split]
             self._check_size(split, info)
-            digest = hashlib.sha256((self.path / info["file"]).read_bytes()).hexdigest()
+            digest = file_digest(self.path / info["file"])
             if digest != info["sha256"]:
                 raise CorpusError(f"{self.path / info['file']}: checksum mismatch; prepare the corpus again")
 

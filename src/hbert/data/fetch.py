@@ -7,10 +7,14 @@ Downloads land in ``$HBERT_CACHE/downloads`` (default ``~/.cache/hbert``) and ar
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tarfile
+import urllib.request
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -128,10 +132,6 @@ def _unpack_into_place(root: Path, work: Path, archives: list[str], unpack: Call
 
 def _simple_index_sdist(spec: str, work: Path) -> str:
     """Download ``NAME==VERSION``'s sdist from the package index's simple page, checking its sha256."""
-    import hashlib
-    import re
-    import urllib.request
-
     name, version = spec.split("==", 1)
     index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
     normalised = re.sub(r"[-_.]+", "-", name).lower()
@@ -159,8 +159,6 @@ def _simple_index_sdist(spec: str, work: Path) -> str:
 
 
 def _python() -> str:
-    import sys
-
     return sys.executable
 
 

@@ -6,9 +6,11 @@ chooses them to be self-contained: a dictionary entry, a gloss, a novel's chapte
 
 from __future__ import annotations
 
+import bz2
 import glob
 import gzip
 import json
+import lzma
 import os
 import re
 import warnings
@@ -166,12 +168,8 @@ def read_r_lazyload(base: Path) -> dict:
         blob = blob_file[int(offset) : int(offset) + int(length)]
         kind = blob[4:5]
         if kind == b"2":
-            import bz2
-
             raw = bz2.decompress(blob[5:])
         elif kind == b"X":
-            import lzma
-
             raw = lzma.decompress(blob[5:])
         else:
             raw = zlib.decompress(blob[4:])
@@ -286,7 +284,7 @@ def _column_missing(where: str, column: str, columns: list[str]) -> ValueError:
 
 def parquet_documents(path: str, column: str, batch_rows: int = 1024) -> Iterator[str]:
     """One document per row of a Parquet file, read a row group batch at a time (memory stays flat)."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # optional: comes with the data extra (datasets)
 
     file = pq.ParquetFile(path)
     if column not in file.schema_arrow.names:
@@ -311,7 +309,7 @@ def dataset_documents(dataset, column: str, where: str, batch_rows: int = 1024) 
 
 def arrow_documents(path: str, column: str) -> Iterator[str]:
     """An Arrow file as ``datasets`` writes it (``save_to_disk`` shards, the hub cache), memory-mapped."""
-    import datasets
+    import datasets  # optional: the data extra
 
     yield from dataset_documents(datasets.Dataset.from_file(path), column, path)
 
@@ -381,7 +379,7 @@ class DiskSource(Source):
         self.path, self.split, self.text_column = path, split, text_column
 
     def _load(self):
-        import datasets
+        import datasets  # optional: the data extra
 
         if not os.path.isdir(self.path):
             raise FileNotFoundError(f"{self.path} is not a folder (accepted: a folder written by save_to_disk)")

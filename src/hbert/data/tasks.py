@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._optional import require
-from .corpus import sentence_hash, sentence_key, unit_hash
-from .fetch import FetchError, find_one, pypi_package
+from ..files import read_yaml
+from .corpus import sentence_hash, sentence_key, split_sentences, unit_hash
+from .fetch import FetchError, find_one, pypi_folder, pypi_package
 
 TOKEN_KIND = "token-classification"  # one label per word (e.g. CoNLL-style BIO tags)
 ENTITY_METRICS = ("entity_f1", "entity_precision", "entity_recall")  # seqeval span scores
@@ -424,8 +425,6 @@ def read_spec(path: str | os.PathLike) -> TaskSpec:
     path = Path(path)
     if not path.is_file():
         raise TaskError(f"task spec {path} does not exist")
-    from ..files import read_yaml
-
     data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise TaskError(f"{path}: a task spec is a YAML mapping with keys {', '.join(sorted(_SPEC_KEYS))}")
@@ -624,8 +623,6 @@ def evaluation_hashes(selection: tuple[str, ...]) -> tuple[set[int], dict]:
     ``selection`` holds task names, spec paths, or ``offline`` (the offline tasks; heavy ones only when already
     fetched) and ``glue`` (only when the hub is reachable). Tasks that cannot be read are listed as skipped.
     """
-    from .corpus import split_sentences
-
     names: list[str] = []
     for item in selection:
         names += suites().get(item, (item,))
@@ -651,7 +648,5 @@ def evaluation_hashes(selection: tuple[str, ...]) -> tuple[set[int], dict]:
 
 def _already_fetched(spec: TaskSpec) -> bool:
     """Whether a heavy task's download is here already (a heavy task that names no sdist: not known to be)."""
-    from .fetch import pypi_folder
-
     sdist = _HEAVY_SOURCES.get(spec.name)
     return sdist is not None and (pypi_folder(sdist, source=True) / ".complete").exists()

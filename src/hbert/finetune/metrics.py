@@ -7,6 +7,8 @@ the score is the mean over tasks, reported with and without WNLI. Scores are on 
 
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 
 from .._optional import require
@@ -23,8 +25,8 @@ def compute_metrics(names: tuple[str, ...] | list[str], predictions, labels, kin
     """``predictions``: class ids (classification) or floats (regression), against ``labels``."""
     require("scipy", "task metrics")
     require("sklearn", "task metrics")
-    from scipy.stats import pearsonr, spearmanr
-    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+    from scipy.stats import pearsonr, spearmanr  # optional (the eval extra): required above
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef  # optional, as scipy
 
     predictions, labels = np.asarray(predictions), np.asarray(labels)
     if len(predictions) != len(labels) or len(labels) == 0:
@@ -94,8 +96,6 @@ def spread_verdict(a: list[float], b: list[float]) -> str:
 
 def spread(values: list[float]) -> dict[str, float]:
     """Median and range of seed results (``scores`` keeps them all)."""
-    import statistics
-
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "scores": list(values)}
 
 

@@ -26,9 +26,8 @@ from .._optional import require
 from ..data.tasks import TaskSpec, get_task
 from ..data.tokenizer import save_with_model
 from ..files import atomic_dir, strict_json
+from ..optim import adamw, set_lr, step_lr_multiplier
 from ..runtime import allow_tf32, autocast, resolve_device
-from ..training.budget import step_lr_multiplier
-from ..training.optim import adamw, set_lr
 from .floors import below_majority, random_init_twin
 from .kinds import Encoded, kind_of, task_splits
 from .metrics import task_score

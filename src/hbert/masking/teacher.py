@@ -6,7 +6,11 @@ from __future__ import annotations
 import os
 
 import torch
+from transformers import AutoConfig, AutoModelForMaskedLM, BertTokenizer
 
+from ..modeling import HBertForMaskedLM
+from ..objectives import entropy
+from ..remote import auto_from_pretrained, tokenizer_from_pretrained
 from ..runtime import chunk_rows as _chunk_rows
 from .base import SpecialIds, flat_rows
 
@@ -19,8 +23,6 @@ def sparse_logits(model, input_ids: torch.Tensor, positions: torch.Tensor, batch
     """(n, V) logits at the True entries of ``positions`` (B, T), in row-major order, without a B x T x V tensor
     for hbert models (sparse head) and BERT-style models (encoder + ``cls`` head on the gathered rows). Other
     masked LMs are run ``batch_rows`` sequences at a time and gathered."""
-    from ..modeling import HBertForMaskedLM
-
     if isinstance(model, HBertForMaskedLM) or type(model).__name__ == "HBertForMaskedLM":
         labels = torch.where(positions, input_ids, torch.full_like(input_ids, -100))
         return model(input_ids, labels=labels, sparse_logits=True).logits
@@ -39,8 +41,6 @@ def sparse_logits(model, input_ids: torch.Tensor, positions: torch.Tensor, batch
 
 def _encoder_and_head(model):
     """(encoder, vocabulary head) of an hbert or BERT-style masked LM; (None, None) for other models."""
-    from ..modeling import HBertForMaskedLM
-
     if isinstance(model, HBertForMaskedLM) or type(model).__name__ == "HBertForMaskedLM":
         return model.hbert, model.head
     encoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
@@ -49,8 +49,6 @@ def _encoder_and_head(model):
 
 
 def _head_entropy(head, rows: torch.Tensor, keep_logits: bool, chunk_rows: int | None, vocab: int):
-    from ..objectives import entropy
-
     if chunk_rows is None:  # a chunk's logits and entropy temporaries: 128 rows on a CPU, by memory on a GPU
         chunk_rows = _chunk_rows(rows.device, 4 * 4 * vocab, 128)
     out = torch.empty(rows.shape[0], dtype=torch.float32, device=rows.device)
@@ -69,8 +67,6 @@ def pool_entropy(
     """Entropy (n,) of the model's predictions at the True entries of ``positions``, running the vocabulary head
     ``chunk_rows`` rows at a time (128 on a CPU, by memory on a GPU), so that neither a B x T x V nor an n x V
     tensor is held (unless ``keep_logits``, for distillation from the same forward)."""
-    from ..objectives import entropy
-
     flat = positions.reshape(-1).nonzero().squeeze(1)
     encoder, head = _encoder_and_head(model)
     if encoder is None:
@@ -97,8 +93,6 @@ def static_pool_entropy(model, input_ids: torch.Tensor, positions: torch.Tensor,
     """``pool_entropy`` at a (B, K) static index: entropy (B x K,) and, with ``keep_logits``, the logits."""
     encoder, head = _encoder_and_head(model)
     if encoder is None:
-        from ..objectives import entropy
-
         logits = static_logits(model, input_ids, positions)
         return entropy(logits), logits if keep_logits else None
     hidden = encoder(input_ids).last_hidden_state
@@ -111,12 +105,8 @@ def _teacher_special_ids(path: str, config, trust_remote_code: bool = False) -> 
     tok = None
     if os.path.isdir(path):
         if any(os.path.exists(os.path.join(path, f)) for f in ("tokenizer.json", "tokenizer_config.json")):
-            from ..remote import tokenizer_from_pretrained
-
             tok = tokenizer_from_pretrained(path, trust_remote_code, "masking.trust_remote_code=true")
         elif os.path.exists(os.path.join(path, "vocab.txt")):
-            from transformers import BertTokenizer
-
             tok = BertTokenizer(vocab=os.path.join(path, "vocab.txt"))
     if tok is not None:
         ids.update(cls=tok.cls_token_id, sep=tok.sep_token_id, mask=tok.mask_token_id, pad=tok.pad_token_id)
@@ -150,10 +140,6 @@ def load_teacher(path: str, device: torch.device, precision: str, student_vocab:
     """Load a masked-LM teacher (an hbert checkpoint, a Hugging Face BERT, or a hub name when online), check its
     vocabulary, and put it in eval mode on the training device, optionally in bf16. A teacher that ships its own
     code loads only with ``trust_remote_code``."""
-    from transformers import AutoModelForMaskedLM
-
-    from ..remote import auto_from_pretrained
-
     option = "masking.trust_remote_code=true"
 
     if not path:
@@ -171,10 +157,6 @@ def teacher_config(path: str, trust_remote_code: bool = False):
     """The teacher's configuration: a quick look before any training (and before any weights load) that the
     teacher can be had at all. A hub name the hub cannot serve (no network, and not in the local cache) is one
     line naming it and the way out: a local checkpoint folder."""
-    from transformers import AutoConfig
-
-    from ..remote import auto_from_pretrained
-
     try:
         return auto_from_pretrained(AutoConfig, path, trust_remote_code, "masking.trust_remote_code=true")
     except OSError as err:

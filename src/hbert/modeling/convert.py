@@ -10,8 +10,9 @@ import json
 import os
 
 import torch
-from transformers import BertConfig, BertForMaskedLM, BertModel
+from transformers import AutoConfig, BertConfig, BertForMaskedLM, BertModel
 
+from ..remote import IncompleteWeightsError, auto_from_pretrained, check_complete
 from .configuration_hbert import HBertConfig
 from .modeling_hbert import HBertForMaskedLM
 
@@ -140,8 +141,6 @@ def from_hf_bert(source: BertForMaskedLM | BertModel | str | os.PathLike, with_r
     bert, missing, unexpected = _bert_masked_lm(source)
     encoder_missing = [k for k in missing if not k.startswith("cls.")]
     if encoder_missing:  # the same words as every other load that would leave weights random
-        from ..remote import IncompleteWeightsError, check_complete
-
         where = source if isinstance(source, (str, os.PathLike)) else "the BERT model"
         try:
             check_complete(bert, {"missing_keys": encoder_missing, "unexpected_keys": unexpected}, where, False)
@@ -178,10 +177,6 @@ def from_hf_bert(source: BertForMaskedLM | BertModel | str | os.PathLike, with_r
 def _checkpoint_config(path: str | os.PathLike, trust_remote_code: bool = False, option: str | None = None):
     """The config of a checkpoint folder that holds an hbert or a Hugging Face BERT model; any other is refused.
     A config that ships its own code is refused unless ``trust_remote_code`` (``option`` names the opt-in)."""
-    from transformers import AutoConfig
-
-    from ..remote import auto_from_pretrained
-
     path = _folder(path, "loading a checkpoint")
     config = auto_from_pretrained(AutoConfig, str(path), trust_remote_code, option)
     if config.model_type not in ("hbert", "bert"):
@@ -201,8 +196,6 @@ def load_hbert_or_bert(path: str | os.PathLike) -> HBertForMaskedLM:
     """The masked-LM model of a checkpoint folder: an hbert checkpoint as saved, a Hugging Face BERT converted to
     the ``bert`` preset (same outputs). Neither runs code shipped in the folder, and a load that would leave
     weights at their random initialisation is refused (``remote.IncompleteWeightsError``)."""
-    from ..remote import check_complete
-
     if _checkpoint_config(path).model_type == "bert":
         return from_hf_bert(path)
     model, info = HBertForMaskedLM.from_pretrained(path, output_loading_info=True)

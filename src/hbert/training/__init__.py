@@ -1,6 +1,7 @@
-"""Budgeted pretraining: budgets and schedules, the training loop, checkpoints and resume, initialisation."""
+"""Budgeted pretraining: budgets, the training loop, checkpoints and resume, initialisation."""
 
-from .budget import Budget, BudgetError, BudgetState, lr_multiplier
-from .loop import TrainingError, pretrain
+from .budget import Budget, BudgetError, BudgetState
+from .errors import TrainingError
+from .loop import pretrain
 
-__all__ = ["Budget", "BudgetError", "BudgetState", "TrainingError", "lr_multiplier", "pretrain"]
+__all__ = ["Budget", "BudgetError", "BudgetState", "TrainingError", "pretrain"]

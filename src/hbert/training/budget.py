@@ -1,7 +1,8 @@
-"""Budgets (wall-clock, tokens or steps) and the schedules that follow them.
+"""Budgets (wall-clock, tokens or steps), what a run has spent of one, and the every-so-often events counted
+against it.
 
-A schedule asks "how far through the budget am I?" (progress in [0, 1]) and maps that to a learning-rate
-multiplier that is zero exactly when the budget is spent, whatever the budget's kind.
+A run's progress is the share of its budget spent (in [0, 1]); the learning-rate schedules that follow it are in
+``hbert.optim``.
 """
 
 from __future__ import annotations
@@ -66,35 +67,6 @@ class BudgetState:
 
     def exhausted(self, budget: Budget) -> bool:
         return self.progress(budget) >= 1.0
-
-
-SCHEDULES = ("linear", "cosine", "triangle")
-
-
-def lr_multiplier(progress: float, schedule: str, warmup: float) -> float:
-    """Warm-up over the first ``warmup`` of the budget, then decay to exactly zero at progress 1.
-
-    linear: straight down; cosine: half a cosine; triangle (one-cycle): straight up to the midpoint, straight
-    down after it (ignores ``warmup``)."""
-    p = min(max(progress, 0.0), 1.0)
-    if schedule == "triangle":
-        return 1.0 - abs(2.0 * p - 1.0)
-    if schedule not in SCHEDULES:
-        raise BudgetError(f"unknown schedule {schedule!r}; accepted: {', '.join(SCHEDULES)}")
-    if warmup > 0 and p < warmup:
-        return p / warmup
-    rest = (p - warmup) / (1.0 - warmup) if warmup < 1 else 1.0
-    if schedule == "linear":
-        return max(0.0, 1.0 - rest)
-    return 0.5 * (1.0 + math.cos(math.pi * rest))
-
-
-def step_lr_multiplier(step: int, warmup_steps: int, total_steps: int) -> float:
-    """The fine-tuning schedule, counted in optimizer steps: linear warm-up over ``warmup_steps`` (reaching 1 at
-    the end of the warm-up), then linear decay to zero at ``total_steps``."""
-    if step < warmup_steps:
-        return (step + 1) / max(1, warmup_steps)
-    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
 def parse_interval(text: str) -> tuple[str, float]:

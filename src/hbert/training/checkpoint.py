@@ -8,16 +8,18 @@ old checkpoints never removes the newest verified one."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
 from pathlib import Path
 
 import torch
+from transformers.utils import logging as hf_logging
 
 from ..data.tokenizer import save_with_model
-from ..files import atomic_dir, remove_stale_temps, write_atomic
+from ..files import atomic_dir, file_digest, remove_stale_temps, write_atomic
+from ..modeling import HBertForMaskedLM
+from ..remote import check_complete
 
 MANIFEST = "manifest.json"
 NO_MANIFEST = "no manifest.json (saved by an hbert before manifests, or not by hbert)"
@@ -27,18 +29,10 @@ class CheckpointError(RuntimeError):
     """No intact checkpoint to resume from."""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_manifest(folder: Path) -> None:
     """Record size and hash of every file under ``folder``; written last, so its presence means the rest is whole."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
-    entries = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files}
+    entries = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": file_digest(p)} for p in files}
     (folder / MANIFEST).write_text(json.dumps({"files": entries}, indent=1))
 
 
@@ -57,14 +51,12 @@ def checkpoint_problem(folder: Path) -> str | None:
             return f"{name} is missing"
         if path.stat().st_size != meta["size"]:
             return f"{name} has {path.stat().st_size} bytes, the manifest says {meta['size']}"
-        if _sha256(path) != meta["sha256"]:
+        if file_digest(path) != meta["sha256"]:
             return f"{name} does not match its checksum"
     return None
 
 
 def _quiet_save(obj, path) -> None:
-    from transformers.utils import logging as hf_logging
-
     was = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
@@ -141,9 +133,6 @@ def _candidates(run_dir: Path) -> list[Path]:
 
 
 def _load_one(path: Path, manifests_expected: bool):
-    from ..modeling import HBertForMaskedLM
-    from ..remote import check_complete
-
     problem = checkpoint_problem(path)
     if problem and (problem != NO_MANIFEST or manifests_expected):
         raise CheckpointError(problem)  # without a manifest in a run that has none (older hbert): loading checks

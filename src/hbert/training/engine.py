@@ -45,7 +45,7 @@ def compiler_errors() -> tuple[type[BaseException], ...]:
     distributed error or a bug in the model is none of them."""
     errors: list[type[BaseException]] = [torch._dynamo.exc.TorchDynamoException]
     try:
-        from torch._inductor.exc import InductorError
+        from torch._inductor.exc import InductorError  # not in every torch version (the except below)
 
         errors.append(InductorError)
     except ImportError:  # older torch: inductor errors reach here wrapped in BackendCompilerFailed
@@ -55,7 +55,7 @@ def compiler_errors() -> tuple[type[BaseException], ...]:
 
 def compile_counters() -> dict:
     """What dynamo has done in this process since the counters were last cleared."""
-    from torch._dynamo.utils import counters
+    from torch._dynamo.utils import counters  # loads dynamo (about a second): only where a run compiles
 
     limit_hits = sum(n for reason, n in counters["unimplemented"].items() if "recompile limit" in reason.lower())
     return {
@@ -129,7 +129,7 @@ class Engine:
         """A fresh compile state (another run in this process, e.g. an earlier arm of a recipe, must not use up
         dynamo's recompile limit), then the training model, and on the static-shape path the scoring and teacher
         forwards."""
-        from torch._dynamo.utils import counters
+        from torch._dynamo.utils import counters  # loads dynamo (about a second): only where a run compiles
 
         torch._dynamo.reset()
         counters.clear()

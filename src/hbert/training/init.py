@@ -1,39 +1,40 @@
-"""Weight initialisation under a budget: random (BERT-style or depth-scaled for Sub-LN), complete or partial
-transfer from a checkpoint (embeddings, layers mapped by index or by a given map, head), and freezing of named
-parts for a fraction of the budget."""
+"""Weight initialisation under a budget: random (an init scheme of ``modeling.init_schemes``: BERT-style or
+depth-scaled for Sub-LN), complete or partial transfer from a checkpoint (embeddings, layers mapped by index or by
+a given map, head), and freezing of named parts for a fraction of the budget."""
 
 from __future__ import annotations
 
-import math
 import os
 
 import torch
 
+from ..config import InitConfig
 from ..modeling import HBertForMaskedLM
-from ..modeling.attention_hbert import ATTENTION_KINDS, attention_kind
+from ..modeling.attention_hbert import ATTENTION_KINDS
 from ..modeling.convert import load_hbert_or_bert
+from ..modeling.init_schemes import INIT_SCHEMES
+from ..pretrained import resolve
+from .errors import TrainingError
 
 
-def subln_scale(model: HBertForMaskedLM) -> float:
-    """Magneto's initialisation for Sub-LN: value, output and feed-forward weights times sqrt(log 2N) (which
-    weights of an attention module are its values, its kind's registry entry says)."""
-    n = model.config.num_hidden_layers
-    gamma = math.sqrt(math.log(2 * n))
-    with torch.no_grad():
-        for layer in model.hbert.encoder.layers:
-            for weight in attention_kind(layer.kind).subln_scaled(layer.attention.inner):
-                weight.mul_(gamma)
-            layer.attention.out.weight.mul_(gamma)
-            layer.ffn.inner.up.weight.mul_(gamma)
-            layer.ffn.out.weight.mul_(gamma)
-    return gamma
+def initialise(model: HBertForMaskedLM, init: InitConfig) -> dict:
+    """Give a freshly built ``model`` its starting weights as ``init`` says: a random-init scheme (``bert``,
+    ``subln``), or a complete or partial transfer from ``init.source``; returns the run's init report."""
+    if init.kind == "random":
+        scheme = INIT_SCHEMES.get(init.scheme)
+        if scheme is None:
+            raise TrainingError(f"init.scheme={init.scheme!r}; accepted: {', '.join(INIT_SCHEMES)}")
+        return {"kind": init.kind, **scheme(model)}
+    if init.kind in ("complete", "partial"):
+        if not init.source:
+            raise TrainingError(f"init.kind={init.kind} needs init.source=CHECKPOINT_FOLDER")
+        return transfer(model, init.source, init.kind, init.parts, init.layer_map)
+    raise TrainingError(f"init.kind={init.kind!r}; accepted: random, complete, partial")
 
 
 def load_source_state(path: str) -> tuple[dict[str, torch.Tensor], object]:
     """State dict and config of a transfer source: an hbert checkpoint, a Hugging Face BERT (converted), or a
     pretrained encoder of the package registry (``registry:minilm-l6``)."""
-    from ..pretrained import resolve
-
     path = resolve(path)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"init.source {path!r} is not a checkpoint folder")

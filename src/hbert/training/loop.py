@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import platform
 import signal
 import sys
 import time
@@ -26,79 +25,50 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import PretrainConfig, config_from_dict, save_config, to_dict, validate_config
+from ..config import (
+    PretrainConfig,
+    config_from_dict,
+    parse_override,
+    save_config,
+    set_key,
+    to_dict,
+    validate_config,
+)
 from ..data.corpus import Corpus
+from ..data.sampler import BlockSampler
 from ..files import RUN_MARKERS, folder_entries, folder_lock, read_json, read_yaml, remove_stale_temps, write_atomic
 from ..masking.base import MaskingStrategy, SpecialIds, build_masking, masking_class
 from ..masking.random import RandomMasking
+from ..masking.stats import bucket_shares, frequency_buckets
 from ..masking.teacher import TeacherCache
 from ..modeling import HBertConfig, HBertForMaskedLM
-from ..runtime import autocast, device_kind, resolve_device, resolve_precision
-from .budget import Budget, BudgetState, Interval, lr_multiplier
+from ..optim import adamw, lr_multiplier, set_lr
+from ..runtime import autocast, device_kind, environment, resolve_device, resolve_precision
+from .budget import Budget, BudgetState, Interval
 from .card import base_model_name, command_line, model_card
 from .checkpoint import (
     CheckpointError,
     changed_result_settings,
     export_final,
     intact_note,
-    latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
     verified_checkpoint,
 )
 from .distributed import Dist, setup_distributed
-from .engine import Engine, StepResult, compile_model
+from .engine import Engine, StepResult
 from .errors import TrainingError
-from .init import frozen_parameters, subln_scale, transfer
+from .init import frozen_parameters, initialise
 from .objective import PretrainObjective
-from .optim import adamw, set_lr
 from .runlog import RunLog
 from .share import MachineShare
 
 EVAL_MASK_SEED = 20240611  # one fixed held-out mask for every run, architecture and masking strategy
 
-__all__ = [  # also the names other modules and tests import from here
-    "Dist", "Engine", "TrainingError", "autocast", "build_model", "build_optimizer", "compile_model", "evaluate",
-    "heldout_eval_set", "latest_checkpoint", "pretrain", "resolve_device", "resolve_precision", "saved_config",
-    "setup_distributed",
+__all__ = [
+    "between_steps", "build_model", "build_optimizer", "evaluate", "finish", "heldout_eval_set", "pretrain",
+    "saved_config", "start_run", "train_step",
 ]  # fmt: skip
-
-
-# ------------------------------------------------------------------------------------------ data order
-
-
-class BlockSampler:
-    """Seeded permutation of the blocks per epoch; rank r takes every world-th index. Its state (epoch, cursor)
-    is the data position saved in checkpoints."""
-
-    def __init__(self, n_blocks: int, seed: int, rank: int, world: int):
-        if n_blocks < world:
-            raise TrainingError(f"the corpus has {n_blocks} train blocks, fewer than the {world} ranks")
-        self.n, self.seed, self.rank, self.world = n_blocks, seed, rank, world
-        self.epoch, self.cursor = 0, 0
-        self._order = self._make_order()
-
-    def _make_order(self) -> np.ndarray:
-        return np.random.default_rng([self.seed, self.epoch]).permutation(self.n)[self.rank :: self.world]
-
-    def take(self, k: int) -> np.ndarray:
-        out = []
-        while k > 0:
-            if self.cursor >= len(self._order):
-                self.epoch, self.cursor = self.epoch + 1, 0
-                self._order = self._make_order()
-            chunk = self._order[self.cursor : self.cursor + k]
-            self.cursor += len(chunk)
-            k -= len(chunk)
-            out.append(chunk)
-        return np.concatenate(out)
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "cursor": self.cursor}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
-        self._order = self._make_order()
 
 
 # ------------------------------------------------------------------------------------------ model set-up
@@ -115,19 +85,7 @@ def build_model(config: PretrainConfig, tokenizer, seq_len: int) -> tuple[HBertF
         )
     torch.manual_seed(config.train.seed)
     model = HBertForMaskedLM(HBertConfig.from_preset(config.model.preset, **fields))
-    report: dict = {"kind": config.init.kind}
-    if config.init.kind == "random":
-        if config.init.scheme == "subln":
-            report["subln_gamma"] = subln_scale(model)
-        elif config.init.scheme != "bert":
-            raise TrainingError(f"init.scheme={config.init.scheme!r}; accepted: bert, subln")
-    elif config.init.kind in ("complete", "partial"):
-        if not config.init.source:
-            raise TrainingError(f"init.kind={config.init.kind} needs init.source=CHECKPOINT_FOLDER")
-        report = transfer(model, config.init.source, config.init.kind, config.init.parts, config.init.layer_map)
-    else:
-        raise TrainingError(f"init.kind={config.init.kind!r}; accepted: random, complete, partial")
-    return model, report
+    return model, initialise(model, config.init)
 
 
 def build_optimizer(model: torch.nn.Module, config: PretrainConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -202,29 +160,6 @@ class _Signals:
             signal.signal(sig, old)
 
 
-BUCKETS = ((0, 100), (100, 1000), (1000, 10000), (10000, None))
-
-
-def frequency_buckets(corpus: Corpus, vocab_size: int, sample_blocks: int = 20000) -> torch.Tensor:
-    """(V,) bucket of each token id by its frequency rank in the train split: 0 = the 100 most frequent, 1 = ranks
-    100-1k, 2 = 1k-10k, 3 = rarer. Used to report which tokens a masking strategy picks."""
-    blocks = corpus.blocks("train")
-    counts = np.bincount(np.asarray(blocks[: min(sample_blocks, len(blocks))]).reshape(-1), minlength=vocab_size)
-    rank = np.empty(vocab_size, dtype=np.int64)
-    rank[np.argsort(-counts[:vocab_size], kind="stable")] = np.arange(vocab_size)
-    bucket = np.digitize(rank, [100, 1000, 10000])
-    return torch.from_numpy(bucket)
-
-
-def bucket_shares(buckets: torch.Tensor, masked) -> dict[str, float]:
-    ids = masked.labels[masked.selected]
-    if ids.numel() == 0:
-        return {}
-    shares = torch.bincount(buckets[ids], minlength=4).float() / ids.numel()
-    names = ("mask_share_top100", "mask_share_100_1k", "mask_share_1k_10k", "mask_share_rare")
-    return {name: round(float(v), 4) for name, v in zip(names, shares)}
-
-
 def _last_step(budget: Budget, state: BudgetState, tokens_per_step: int) -> bool:
     """Will the next step spend the budget? (exact for step and token budgets; unknowable for time budgets)"""
     if budget.kind == "steps":
@@ -234,28 +169,8 @@ def _last_step(budget: Budget, state: BudgetState, tokens_per_step: int) -> bool
     return False
 
 
-def environment(device, precision, d: Dist) -> dict:
-    import transformers
-
-    info = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "platform": platform.platform(),
-        "device": str(device),
-        "precision": precision,
-        "world_size": d.world,
-        "threads": torch.get_num_threads(),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
 def saved_config(run_dir: str | os.PathLike, impl_overrides: list[str] | None = None) -> PretrainConfig:
     """The configuration a run was started with, plus speed-only (``impl.*``) overrides for its resumption."""
-    from ..config import parse_override, set_key
-
     saved = Path(run_dir) / "config.yaml"
     if not saved.exists():
         raise TrainingError(f"--resume {run_dir}: no config.yaml there; accepted: a run folder of hbert pretrain")
@@ -458,6 +373,14 @@ def _batch_split(config: PretrainConfig, d: Dist) -> tuple[int, int]:
     return per_rank, per_rank // micro
 
 
+def _sampler(corpus: Corpus, config: PretrainConfig, d: Dist) -> BlockSampler:
+    """This rank's order of the train blocks."""
+    try:
+        return BlockSampler(len(corpus.blocks("train")), config.train.seed, d.rank, d.world)
+    except ValueError as err:  # fewer blocks than ranks
+        raise TrainingError(str(err)) from err
+
+
 def _restore(state: dict, optimizer, sampler: BlockSampler, masking: MaskingStrategy, d: Dist, device) -> tuple:
     """Put a resumed run back where its checkpoint left it; returns (budget spent, non-finite steps in a row)."""
     optimizer.load_state_dict(state["optimizer"])
@@ -476,7 +399,7 @@ def _open_run_folder(config: PretrainConfig, run_dir: Path, d: Dist, device, pre
         return RunLog(None)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
-    (run_dir / "env.json").write_text(json.dumps(environment(device, precision, d), indent=2))
+    (run_dir / "env.json").write_text(json.dumps(environment(device, precision, d.world), indent=2))
     return RunLog(run_dir, config.impl.tensorboard, config.impl.progress)
 
 
@@ -496,7 +419,7 @@ def start_run(config: PretrainConfig, resume: str | None) -> Run:
     optimizer = build_optimizer(model, config, device)
     frozen = frozen_parameters(model, config.init.freeze) if config.init.freeze else []
     per_rank, accumulation = _batch_split(config, d)
-    sampler = BlockSampler(len(corpus.blocks("train")), config.train.seed, d.rank, d.world)
+    sampler = _sampler(corpus, config, d)
     clock, nonfinite = BudgetState(), 0
     if state is not None:
         clock, nonfinite = _restore(state, optimizer, sampler, masking, d, device)

@@ -7,6 +7,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 
 @dataclasses.dataclass
 class Window:
@@ -68,14 +70,12 @@ class RunLog:
         self.file = open(run_dir / "log.jsonl", "a")
         if tensorboard:
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                from torch.utils.tensorboard import SummaryWriter  # optional: the report extra
 
                 self.writer = SummaryWriter(str(run_dir / "tb"))
             except ImportError:
                 self.writer = None
         if progress:
-            from tqdm.auto import tqdm
-
             self.bar = tqdm(total=100, unit="%", desc="pretrain", bar_format="{l_bar}{bar}| {n:.1f}/100% {postfix}")
 
     def write(self, record: dict) -> None:
