@@ -4,10 +4,10 @@ from itertools import pairwise
 import pytest
 import torch
 
+from hbert.budget import Budget, BudgetError, BudgetState, parse_interval
 from hbert.masking import RandomMasking
 from hbert.masking.base import SpecialIds
 from hbert.optim import lr_multiplier
-from hbert.training.budget import Budget, BudgetError, BudgetState, parse_interval
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine", "triangle"])

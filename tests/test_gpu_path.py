@@ -412,7 +412,7 @@ def test_gpu_24h_settings():
     assert fields["hidden_dropout_prob"] == 0 and fields["attention_probs_dropout_prob"] == 0
     assert config.budget.endswith("tokens") and config.impl.compile and config.impl.micro_batch_size == 0
     # the budget is BERT-base's own: 1M steps x 256 sequences x 128 tokens (Devlin et al. 2019)
-    from hbert.training.budget import Budget
+    from hbert.budget import Budget
 
     assert Budget.parse(config.budget).amount == 1_000_000 * 256 * 128
 

@@ -1,4 +1,8 @@
-"""The ``hbert`` command."""
+"""The ``hbert`` command.
+
+Each subcommand imports what it needs inside its own function, on purpose: ``hbert --help`` and a usage error
+start without loading torch, transformers and the model classes, which cost
+seconds at start-up."""
 
 from __future__ import annotations
 
@@ -195,8 +199,9 @@ def _checkpoint(name: str) -> str:
 
 
 def _finetune_overrides(items: list[str]) -> dict:
-    from .config import parse_override, text_fields
+    from .config import parse_override
     from .finetune import FinetuneConfig
+    from .settings import text_fields
 
     text = (*text_fields(FinetuneConfig), "out")  # names and folders stay as written (out=007 is not 7)
     return dict(parse_override(item, text_keys=text, error=UsageError) for item in items)

@@ -1,7 +1,8 @@
 """The typed configuration of a pretraining run: dataclasses loaded from YAML and overridden from the command line
 as ``a.b=value``. Each setting declares its type, choices and range where it is defined (``hbert.settings``); a
-registry entry declares its own (a masking strategy its ``Settings``, the schedules and init schemes their names),
-so adding one never touches this file. An unknown key is an error that names it and the closest valid one.
+registry entry declares its own (a masking strategy its ``Settings``, an attention kind its ``settings``; the
+schedules and init schemes are accepted by the names they are registered under), so adding one never touches this
+file. An unknown key is an error that names it and the closest valid one.
 
 Settings that change *results* (model, corpus, budget, masking, training, init) are kept apart from settings that
 change only *speed* (``impl``): a run records both, and a comparison varies only the first kind.
@@ -17,8 +18,10 @@ from typing import Any
 import yaml
 
 from . import settings
+from .budget import Budget, parse_interval
 from .files import load_yaml_text, read_yaml
 from .masking.base import MaskingSettings, masking_settings
+from .optim import SCHEDULES
 from .runtime import PRECISIONS
 from .settings import setting
 
@@ -60,7 +63,7 @@ class TrainConfig:
     batch_size: int = setting(32, low=1, high=1e9)  # global batch (all ranks, all accumulation steps), in blocks
     lr: float = setting(5e-4, low=0.0, high=1e3, low_open=True)
     warmup: float = setting(0.1, low=0.0, high=1.0)  # fraction of the budget
-    schedule: str = setting("linear", choices=("linear", "cosine", "triangle"))
+    schedule: str = setting("linear", choices=lambda: SCHEDULES)  # a learning-rate schedule of hbert.optim
     weight_decay: float = setting(0.01, low=0.0, high=1e3)
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = setting(1e-6, low=0.0, high=1.0, low_open=True)
@@ -76,14 +79,15 @@ class TrainConfig:
 
 @dataclass
 class InitConfig:
-    """``kind``: random | complete | partial. ``scheme`` (random init): bert (normal, std initializer_range) or
-    subln (Magneto: value / output / FFN weights scaled by sqrt(log 2N)). ``source``: checkpoint folder to
+    """``kind``: random | complete | partial. ``scheme`` (random init): a registered init scheme
+    (``hbert.modeling.init_schemes``): bert (normal, std initializer_range) or subln (Magneto: value / output / FFN
+    weights scaled by sqrt(log 2N)). ``source``: checkpoint folder to
     transfer from. ``parts`` (partial): embeddings, layers, head. ``layer_map``: {target: source} layer indices
     (default: by index). ``freeze``: names frozen for ``freeze_fraction`` of the budget: embeddings, head,
     an attention kind: softmax, additive, mixture or any registered one (its layers), layers.N."""
 
     kind: str = setting("random", choices=("random", "complete", "partial"))
-    scheme: str = setting("bert", choices=("bert", "subln"))
+    scheme: str = setting("bert", choices=lambda: _init_schemes())
     source: str = ""
     parts: list[str] = field(default_factory=lambda: ["embeddings", "layers"])
     layer_map: dict[int, int] = field(default_factory=dict)
@@ -123,6 +127,12 @@ class PretrainConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     init: InitConfig = field(default_factory=InitConfig)
     impl: ImplConfig = field(default_factory=ImplConfig)
+
+
+def _init_schemes() -> dict:
+    from .modeling.init_schemes import INIT_SCHEMES  # the model classes (transformers) load only when checked
+
+    return INIT_SCHEMES
 
 
 # sections whose bare name sets one field: model=hbert-v1 -> model.preset, masking=random -> masking.kind
@@ -172,13 +182,12 @@ def set_key(config: PretrainConfig, key: str, value: Any, context: str = "") -> 
 
 
 MODEL_TEXT_FIELDS = ("hidden_act", "position_embedding_type", "norm_scheme", "layer_types", "problem_type")
-text_fields = settings.text_fields
 
 
 def pretrain_text_keys() -> tuple[str, ...]:
     """The keys of a pretraining config whose values are text, including the shorthands ``model=``, ``masking=``,
     ``init=`` and the model's text fields."""
-    return (*text_fields(PretrainConfig), *SHORTHANDS, *(f"model.{name}" for name in MODEL_TEXT_FIELDS))
+    return (*settings.text_fields(PretrainConfig), *SHORTHANDS, *(f"model.{name}" for name in MODEL_TEXT_FIELDS))
 
 
 def _is_text_key(key: str, text_keys) -> bool:
@@ -272,8 +281,6 @@ def validate_config(config: PretrainConfig) -> None:
             f"impl.micro_batch_size={config.impl.micro_batch_size} does not divide train.batch_size="
             f"{config.train.batch_size}; accepted: a divisor of the batch, or 0 (the whole batch at once)"
         )
-    from .training.budget import Budget, parse_interval
-
     Budget.parse(config.budget)
     for key in ("train.eval_every", "train.checkpoint_every"):
         try:

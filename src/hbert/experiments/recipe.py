@@ -42,6 +42,7 @@ from typing import Any
 import yaml
 
 from .. import settings
+from ..budget import Budget
 from ..config import ConfigError, PretrainConfig, load_config, parse_override
 from ..data.corpus import CorpusSettings
 from ..data.tasks import get_task, load_task
@@ -50,7 +51,6 @@ from ..finetune import make_config
 from ..masking.teacher import TeacherError, teacher_config
 from ..pretrained import REGISTRY
 from ..settings import setting, text_fields
-from ..training.budget import Budget
 
 
 class RecipeError(ValueError):

@@ -20,6 +20,7 @@ import yaml
 
 from .._optional import MissingDependency
 from ..bench.inference import bench_inference
+from ..budget import Budget
 from ..config import PretrainConfig, load_config, to_dict
 from ..data.corpus import default_dir, prepare_corpus
 from ..data.tasks import evaluation_hashes
@@ -29,7 +30,6 @@ from ..finetune.suite import suite_scores
 from ..finetune.trainer import cheap_floors
 from ..pretrained import resolve
 from ..training import pretrain
-from ..training.budget import Budget
 from ..training.checkpoint import changed_result_settings
 from ..training.loop import saved_config
 from .plots import plot

@@ -1,6 +1,6 @@
 """Budgeted pretraining: budgets, the training loop, checkpoints and resume, initialisation."""
 
-from .budget import Budget, BudgetError, BudgetState
+from ..budget import Budget, BudgetError, BudgetState
 from .errors import TrainingError
 from .loop import pretrain
 

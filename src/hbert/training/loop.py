@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..budget import Budget, BudgetState, Interval
 from ..config import (
     PretrainConfig,
     config_from_dict,
@@ -44,7 +45,6 @@ from ..masking.teacher import TeacherCache
 from ..modeling import HBertConfig, HBertForMaskedLM
 from ..optim import adamw, lr_multiplier, set_lr
 from ..runtime import autocast, device_kind, environment, resolve_device, resolve_precision
-from .budget import Budget, BudgetState, Interval
 from .card import base_model_name, command_line, model_card
 from .checkpoint import (
     CheckpointError,
