@@ -1,8 +1,7 @@
 """The ``hbert`` command.
 
 Each subcommand imports what it needs inside its own function, on purpose: ``hbert --help`` and a usage error
-start without loading torch, transformers and the model classes, which cost
-seconds at start-up."""
+start without loading torch, transformers and the model classes, which cost seconds at start-up."""
 
 from __future__ import annotations
 
