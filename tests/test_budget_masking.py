@@ -113,5 +113,5 @@ def test_masking_is_seeded():
 def test_bad_masking_settings():
     with pytest.raises(ValueError, match=r"masking\.ratio"):
         RandomMasking(IDS, ratio=1.5)
-    with pytest.raises(ValueError, match="sum <= 1"):
+    with pytest.raises(ValueError, match="a sum of at most 1"):
         RandomMasking(IDS, mask_prob=0.9, random_prob=0.2)

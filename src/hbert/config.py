@@ -20,7 +20,7 @@ import yaml
 from . import settings
 from .budget import Budget, parse_interval
 from .files import load_yaml_text, read_yaml
-from .masking.base import MaskingSettings, masking_settings
+from .masking.base import MaskingSettings, check_shared, masking_settings
 from .optim import SCHEDULES
 from .runtime import PRECISIONS
 from .settings import setting
@@ -272,8 +272,10 @@ def validate_config(config: PretrainConfig) -> None:
     config.impl.static_shapes = {"true": "on", "false": "off"}.get(shapes, shapes)
     settings.check(config, error=ConfigError)
     _check_kind_settings(config.model)
-    if config.masking.mask_prob + config.masking.random_prob > 1.0:
-        raise ConfigError("masking.mask_prob + masking.random_prob exceed 1; accepted: a sum of at most 1")
+    try:
+        check_shared(config.masking.ratio, config.masking.mask_prob, config.masking.random_prob)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     if not 0.0 <= config.train.betas[0] < 1.0 or not 0.0 <= config.train.betas[1] < 1.0:
         raise ConfigError(f"train.betas={list(config.train.betas)}; accepted: two numbers in [0, 1)")
     if config.impl.micro_batch_size and config.train.batch_size % config.impl.micro_batch_size:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .experiments import Recipe, run_recipe
+
 DEMO_RECIPE = {
     "name": "demo-cpu",
     "base": "configs/pretrain/cpu-minilm.yaml",
@@ -53,8 +55,6 @@ What to look at
 
 
 def run_demo(out: str = "runs/demo", budget: str | None = None) -> Path:
-    from .experiments import Recipe, run_recipe
-
     overrides = [f"out={out}", *([f"budget={budget}"] if budget else [])]
     if os.path.exists("recipes/demo-cpu.yaml"):
         recipe = Recipe.load("recipes/demo-cpu.yaml", overrides)

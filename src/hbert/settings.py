@@ -36,12 +36,15 @@ def setting(
     low: float | None = None,
     high: float | None = None,
     low_open: bool = False,
+    high_open: bool = False,
     text: bool = False,
 ) -> Any:
     """A dataclass field with what it accepts: ``choices`` (names, or a function giving them, e.g. a registry's
-    keys), a range ``low``..``high`` (``low_open``: strictly above ``low``; ``high`` None: unbounded), ``text``: a
+    keys), a range ``low``..``high`` (``low_open`` / ``high_open``: strictly above / below; ``high`` None:
+    unbounded), ``text``: a
     value kept as written by ``key=value`` (names, folders, budgets: ``out=007`` is the folder 007, not 7)."""
-    metadata = {"choices": choices, "range": (low, high, low_open) if low is not None else None, "text": text}
+    bounds = (low, high, low_open, high_open) if low is not None else None
+    metadata = {"choices": choices, "range": bounds, "text": text}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -168,13 +171,13 @@ def check_value(f: dataclasses.Field, value: Any, key: str, error: type[ValueErr
         raise error(f"{key}={value!r}; accepted: {', '.join(choices)}")
     bounds = f.metadata.get("range")
     if bounds is not None:
-        low, high, low_open = bounds
+        low, high, low_open, high_open = bounds
         too_low = value <= low if low_open else value < low
-        too_high = high is not None and value > high
+        too_high = high is not None and (value >= high if high_open else value > high)
         if not math.isfinite(value) or too_low or too_high:
             bound = f"> {low:g}" if low_open else f">= {low:g}"
             kind = "a whole number" if isinstance(f.default, int) and not isinstance(f.default, bool) else "a number"
-            upper = f" and <= {high:g}" if high is not None else ""
+            upper = "" if high is None else f" and < {high:g}" if high_open else f" and <= {high:g}"
             raise error(f"{key}={value!r}; accepted: {kind} {bound}{upper}")
 
 

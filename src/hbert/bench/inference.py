@@ -4,31 +4,27 @@ the machine's speed hits them alike. (The HybridBERT paper claims hybrids accele
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
 import torch
+from transformers import AutoModel
+from transformers.utils import logging as hf_logging
+
+from ..modeling import PRESETS, HBertConfig, HBertModel
+from ..remote import auto_from_pretrained
 
 
 def load_encoder(name: str, max_len: int, trust_remote_code: bool = False):
-    from transformers import AutoModel
-
-    from ..modeling import PRESETS, HBertConfig, HBertModel
-
     if name in PRESETS:  # a preset at its default shape, random weights: speed does not depend on the weights
         return HBertModel(HBertConfig.from_preset(name, max_position_embeddings=max(512, max_len)))
-    import os
-
     if not os.path.isdir(name) and (os.path.exists(name) or name.startswith((".", "/", "~")) or name.count("/") > 1):
         raise ValueError(f"{name} is not a checkpoint folder; accepted: a checkpoint folder, a preset "
                          f"({', '.join(PRESETS)}) or a hub name (org/name)")  # fmt: skip
-    from transformers.utils import logging as hf_logging
-
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # an MLM checkpoint's head is "unexpected" for the bare encoder: expected
     try:
-        from ..remote import auto_from_pretrained
-
         return auto_from_pretrained(AutoModel, name, trust_remote_code, new_head=True)
     finally:
         hf_logging.set_verbosity(verbosity)

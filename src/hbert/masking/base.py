@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..settings import setting
+from ..settings import check_value, setting
 
 
 @dataclass
@@ -129,12 +129,21 @@ class MaskingSettings:
     A strategy's own settings are its ``Settings`` dataclass, added to this section when it registers."""
 
     kind: str = setting("random", choices=lambda: MASKING_KINDS)
-    ratio: float = setting(0.15, low=0.0, high=1.0, low_open=True)
+    ratio: float = setting(0.15, low=0.0, high=1.0, low_open=True, high_open=True)
     mask_prob: float = setting(0.8, low=0.0, high=1.0)
     random_prob: float = setting(0.1, low=0.0, high=1.0)
     teacher: str = setting("", text=True)
     teacher_precision: str = setting("bf16", choices=TEACHER_PRECISIONS)
     trust_remote_code: bool = setting(False)
+
+
+def check_shared(ratio: float, mask_prob: float, random_prob: float) -> None:
+    """The shared settings' declared ranges, and their one joint rule: the replacement shares sum to at most 1."""
+    declared = {f.name: f for f in dataclasses.fields(MaskingSettings)}
+    for name, value in (("ratio", ratio), ("mask_prob", mask_prob), ("random_prob", random_prob)):
+        check_value(declared[name], value, f"masking.{name}", ValueError)
+    if mask_prob + random_prob > 1.0:
+        raise ValueError("masking.mask_prob + masking.random_prob exceed 1; accepted: a sum of at most 1")
 
 
 class MaskingStrategy:
@@ -150,12 +159,7 @@ class MaskingStrategy:
         pass
 
     def __init__(self, ids: SpecialIds, ratio: float = 0.15, mask_prob: float = 0.8, random_prob: float = 0.1):
-        if not 0 < ratio < 1:
-            raise ValueError(f"masking.ratio={ratio}; accepted: 0 < ratio < 1")
-        if mask_prob < 0 or random_prob < 0 or mask_prob + random_prob > 1:
-            raise ValueError(
-                f"masking.mask_prob={mask_prob}, masking.random_prob={random_prob}; accepted: both >= 0, sum <= 1"
-            )
+        check_shared(ratio, mask_prob, random_prob)
         self.ids, self.ratio, self.mask_prob, self.random_prob = ids, ratio, mask_prob, random_prob
 
     def select(self, input_ids, candidates, counts, generator, model=None, progress: float = 0.0) -> torch.Tensor:

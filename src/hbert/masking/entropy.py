@@ -23,7 +23,7 @@ import torch
 
 from ..objectives import entropy
 from ..runtime import Timer
-from ..settings import setting
+from ..settings import check, setting
 from .base import (
     MaskedBatch,
     MaskingStrategy,
@@ -75,19 +75,8 @@ class EntropyMasking(MaskingStrategy):
         precision: str = "fp32",
     ):
         super().__init__(ids, ratio, mask_prob, random_prob)
-        for name, value, accepted in (
-            ("rule", rule, RULES),
-            ("source", source, SOURCES),
-            ("scoring", scoring, SCORINGS),
-        ):
-            if value not in accepted:
-                raise ValueError(f"masking.{name}={value!r}; accepted: {', '.join(accepted)}")
-        if scoring == "candidates" and pool < 1.0:
-            raise ValueError(f"masking.pool={pool}; accepted: >= 1 (the pool holds pool x k positions)")
-        if temperature <= 0:
-            raise ValueError(f"masking.temperature={temperature}; accepted: > 0")
-        if not 0 <= mixed_fraction <= 1:
-            raise ValueError(f"masking.mixed_fraction={mixed_fraction}; accepted: 0..1")
+        own = self.Settings(source, scoring, rule, pool, temperature, mixed_fraction, self_warmup)
+        check(own, "masking.", ValueError)  # the declared choices and ranges, as a run's config is checked
         if source == "teacher" and scoring == "candidates" and teacher is None:
             raise ValueError("masking.source=teacher needs a teacher (masking.teacher=PATH)")
         self.source, self.scoring, self.rule = source, scoring, rule
