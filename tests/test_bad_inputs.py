@@ -617,6 +617,11 @@ CASES = [
         r"arm 'a'.*unknown config key 'train\.lrate'",
     ),
     Case(
+        "recipe-arm-setting-out-of-range",
+        lambda w, d: cmp_(d, "arms: {a: [masking=entropy, masking.pool=0.5]}\n"),
+        r"arm 'a'.*masking\.pool=0\.5; accepted: a number >= 1",
+    ),
+    Case(
         "recipe-override-without-value",
         lambda w, d: ["compare", str(recipe_with(d, "arms: {a: []}\n")), "seeds"],
         r"expected key=value, got 'seeds'",

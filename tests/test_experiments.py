@@ -273,3 +273,15 @@ def re_escape(text: str) -> str:
     import re
 
     return re.escape(text)
+
+
+def test_every_shipped_recipe_and_its_arms_are_valid_settings():
+    """Each recipe under recipes/ reads, and every arm's config passes the settings check a run makes first."""
+    from hbert.experiments.recipe import load_arms
+
+    folder = os.path.join(os.path.dirname(__file__), "..", "recipes")
+    for name in sorted(os.listdir(folder)):
+        recipe = Recipe.load(os.path.join(folder, name))
+        arms = load_arms(recipe)
+        assert list(arms) == list(recipe.arms), name
+        assert all(arm.config.budget == arm.budget for arm in arms.values()), name

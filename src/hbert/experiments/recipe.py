@@ -43,7 +43,7 @@ import yaml
 
 from .. import settings
 from ..budget import Budget
-from ..config import ConfigError, PretrainConfig, load_config, parse_override
+from ..config import ConfigError, PretrainConfig, load_config, parse_override, validate_config
 from ..data.corpus import CorpusSettings
 from ..data.tasks import get_task, load_task
 from ..files import read_yaml
@@ -248,6 +248,7 @@ def load_arm(recipe: Recipe, name: str) -> Arm:
         budget = str(settings.pop("budget", recipe.budget))
         Budget.parse(budget)  # a bad budget stops the recipe before its first arm trains
         config = load_config(recipe.base, [f"budget={budget}", *resolved], context=f" in arm {name!r}")
+        validate_config(config)  # every setting's kind, choices and range, before the first arm trains
     except ConfigError as err:
         raise RecipeError(f"recipe {recipe.name}, arm {name!r}: {err}") from err
     return Arm(name, settings, overrides, budget, seeds, config)
