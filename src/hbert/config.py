@@ -166,7 +166,7 @@ def set_key(config: PretrainConfig, key: str, value: Any, context: str = "") -> 
     parts = key.split(".")
     if len(parts) == 1 and parts[0] in SHORTHANDS and not isinstance(value, dict):
         parts = [parts[0], SHORTHANDS[parts[0]]]
-    if parts[0] == "model" and isinstance(config, PretrainConfig):
+    if parts[0] == "model":
         if len(parts) == 1:
             if not isinstance(value, dict):
                 raise _unknown(key, context)

@@ -37,7 +37,6 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, fields
-from typing import Any
 
 import yaml
 
@@ -200,7 +199,6 @@ class Arm:
     there as their names; each run puts their checkpoints, its seed and the corpus in)."""
 
     name: str
-    settings: dict[str, Any]  # key -> value of the arm's config overrides, as parse_override reads them
     overrides: tuple[str, ...]  # the same overrides as written ({name} placeholders kept): what each run loads
     budget: str  # the recipe's budget unless the arm sets its own (budget=..., e.g. for a payoff curve)
     seeds: list[int]  # the recipe's seeds unless the arm names its own (seeds=[0])
@@ -244,14 +242,13 @@ def load_arm(recipe: Recipe, name: str) -> Arm:
     overrides = tuple(item for item in items if _key(item) != "seeds")
     resolved = resolve_items(recipe, name, overrides, {})
     try:
-        settings = dict(parse_override(item, text_keys=None) for item in resolved)
-        budget = str(settings.pop("budget", recipe.budget))
+        budget = str(dict(parse_override(item, text_keys=None) for item in resolved).get("budget", recipe.budget))
         Budget.parse(budget)  # a bad budget stops the recipe before its first arm trains
         config = load_config(recipe.base, [f"budget={budget}", *resolved], context=f" in arm {name!r}")
         validate_config(config)  # every setting's kind, choices and range, before the first arm trains
     except ConfigError as err:
         raise RecipeError(f"recipe {recipe.name}, arm {name!r}: {err}") from err
-    return Arm(name, settings, overrides, budget, seeds, config)
+    return Arm(name, overrides, budget, seeds, config)
 
 
 def load_arms(recipe: Recipe) -> dict[str, Arm]:

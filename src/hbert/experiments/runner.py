@@ -275,7 +275,8 @@ def _architecture_key(run_dir: Path) -> tuple[str, str]:
     config = json.loads((run_dir / "final" / "config.json").read_text())
     for volatile in ("_name_or_path", "transformers_version", "dtype", "torch_dtype"):
         config.pop(volatile, None)
-    scheme = saved_config(run_dir).init.scheme if saved_config(run_dir).init.kind == "random" else "bert"
+    init = saved_config(run_dir).init
+    scheme = init.scheme if init.kind == "random" else "bert"
     text = json.dumps(config, sort_keys=True) + scheme
     return hashlib.sha256(text.encode()).hexdigest()[:12], scheme
 
